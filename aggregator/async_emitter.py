@@ -1,0 +1,118 @@
+"""The asyncio emitter: the same buffer and wire format as :mod:`emitter`,
+sent by a task on the caller's event loop instead of a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import redis.asyncio
+
+from aggregator.buffer import EventBuffer, Payload
+from aggregator.connection import RedisTarget
+from aggregator.emitter import SendLoop
+from aggregator.lifecycle import LifecycleMethods
+from aggregator.settings import Settings
+
+
+class AsyncEmitter(LifecycleMethods):
+    """Emitter for asyncio workers; ``await start()`` once, ``await close()`` at exit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        target: RedisTarget | None = None,
+        *,
+        worker_id: str | None = None,
+        queues: tuple[str, ...] = (),
+        concurrency: int = 0,
+        client: redis.asyncio.Redis | None = None,
+    ) -> None:
+        self.settings = settings
+        self.buffer = EventBuffer(settings, worker_id, queues, concurrency)
+        opts: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+        self._client = client or (target or RedisTarget(settings.redis_url)).asyncio(**opts)
+        self._loop = SendLoop()
+        self._inflight: list[Payload] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._next_heartbeat = 0.0
+
+    def _wake(self) -> None:
+        self._wakeup.set()
+
+    async def start(self) -> AsyncEmitter:
+        """Start the sender task on the running loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="jobpulse-emitter")
+        return self
+
+    def pending(self) -> int:
+        """Events not yet accepted by Redis."""
+        return len(self.buffer.items) + len(self._inflight)
+
+    async def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until every buffered event is in Redis; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        while self.pending() and time.monotonic() < deadline:
+            self._wakeup.set()
+            await asyncio.sleep(0.005)
+        return not self.pending()
+
+    async def close(self, timeout_s: float = 5.0) -> bool:
+        """Send what is buffered (up to ``timeout_s``), then stop the task."""
+        sent = await self.flush(timeout_s)
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self._client.aclose()
+        return sent
+
+    async def __aenter__(self) -> AsyncEmitter:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _run(self) -> None:
+        interval_s = self.settings.emit_flush_interval_ms / 1000
+        while True:
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), interval_s)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+            delay = await self._send_all()
+            if delay:
+                await asyncio.sleep(delay)
+
+    async def _send_all(self) -> float:
+        try:
+            if self._loop.partitions is None:
+                raw = await self._client.hget(self.buffer.keys.meta, "partitions")
+                if raw is None:
+                    raise ConnectionError(f"{self.buffer.keys.meta} not set yet: no aggregator has started")
+                self._loop.partitions = int(raw)
+            partitions = self._loop.partitions
+            if time.monotonic() >= self._next_heartbeat:
+                self._inflight.append(self.buffer.heartbeat(partitions, self.settings.heartbeat_interval_s))
+                self._next_heartbeat = time.monotonic() + self.settings.heartbeat_interval_s
+            while True:
+                if not self._inflight:
+                    self._inflight = self.buffer.take(partitions)
+                if not self._inflight:
+                    break
+                pipe = self._client.pipeline(transaction=False)
+                for stream, name, body in self._inflight:
+                    pipe.xadd(stream, {name: body}, maxlen=self.settings.stream_maxlen, approximate=True)
+                await pipe.execute()
+                self._inflight = []
+                self._loop.ok()
+        except Exception as exc:  # the task must outlive any Redis trouble
+            return self._loop.failed(exc, self.buffer)
+        return 0.0

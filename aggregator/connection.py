@@ -1,0 +1,81 @@
+"""Where Redis is, how to get a client for it, and the deployment meta."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from aggregator.keys import Keys
+
+META_VERSION = "1"
+
+
+class ConfigError(RuntimeError):
+    """The configuration cannot work with the Redis it points at."""
+
+
+@dataclass
+class RedisTarget:
+    """A Redis URL, or an in-process fakeredis server (the embedded fallback)."""
+
+    url: str | None = None
+    fake_server: Any = None
+
+    def sync(self, **options: Any) -> redis.Redis:
+        """A blocking client (bytes in, bytes out)."""
+        if self.fake_server is not None:
+            import fakeredis
+
+            return fakeredis.FakeRedis(server=self.fake_server, **options)
+        if not self.url:
+            raise ConfigError("no Redis URL: set JOBPULSE_REDIS_URL")
+        return redis.Redis.from_url(self.url, **options)
+
+    def asyncio(self, **options: Any) -> redis.asyncio.Redis:
+        """An asyncio client (bytes in, bytes out)."""
+        if self.fake_server is not None:
+            import fakeredis
+
+            return fakeredis.FakeAsyncRedis(server=self.fake_server, **options)
+        if not self.url:
+            raise ConfigError("no Redis URL: set JOBPULSE_REDIS_URL")
+        return redis.asyncio.Redis.from_url(self.url, **options)
+
+    def describe(self) -> str:
+        """Where this points, with any password hidden."""
+        if self.fake_server is not None:
+            return "in-process fakeredis"
+        return redact_url(self.url or "")
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (if any) replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
+
+
+def ensure_meta(client: redis.Redis, keys: Keys, partitions: int) -> int:
+    """Store P on first start; refuse a different P later. Returns P."""
+    client.hsetnx(keys.meta, "partitions", partitions)
+    client.hsetnx(keys.meta, "version", META_VERSION)
+    stored = int(client.hget(keys.meta, "partitions") or partitions)
+    if stored != partitions:
+        raise ConfigError(
+            f"{keys.meta} says partitions={stored} but JOBPULSE_PARTITIONS={partitions}; "
+            "P cannot change on a live deployment. Set JOBPULSE_PARTITIONS="
+            f"{stored}, or use a new JOBPULSE_KEY_PREFIX."
+        )
+    return stored
+
+
+def read_partitions(client: redis.Redis, keys: Keys) -> int | None:
+    """P as stored by the first aggregator, or None if none has started yet."""
+    raw = client.hget(keys.meta, "partitions")
+    return int(raw) if raw is not None else None

@@ -1,0 +1,52 @@
+"""Error message signatures: the same failure with other ids, numbers or
+quoted values gets the same signature, so patterns can be counted."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_RULES = [
+    (re.compile(r"\"[^\"]*\"|'[^']*'"), "<str>"),
+    (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<uuid>"),
+    (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>"),
+    (re.compile(r"\b(?=[0-9a-fA-F]*\d)[0-9a-fA-F]{8,}\b"), "<hex>"),
+    (re.compile(r"(?<![A-Za-z])[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"), "<n>"),
+    (re.compile(r"\s+"), " "),
+]
+MAX_SIGNATURE_CHARS = 300
+
+_CLASSES = [
+    ("timeout", "TimeoutError"),
+    ("timed out", "TimeoutError"),
+    ("connection", "ConnectionError"),
+    ("refused", "ConnectionError"),
+    ("permission", "PermissionError"),
+    ("denied", "PermissionError"),
+    ("not found", "NotFoundError"),
+    ("invalid", "ValidationError"),
+    ("memory", "MemoryError"),
+    ("rate limit", "RateLimitError"),
+]
+
+
+def normalise(message: str) -> str:
+    """The message with numbers, ids, hex and quoted values replaced by placeholders."""
+    text = message
+    for pattern, replacement in _RULES:
+        text = pattern.sub(replacement, text)
+    return text.strip()[:MAX_SIGNATURE_CHARS]
+
+
+def signature(message: str) -> str:
+    """Short stable id of a message's normalised form."""
+    return hashlib.blake2b(normalise(message).encode(), digest_size=8).hexdigest()
+
+
+def classify(message: str) -> str:
+    """An error type guessed from the message, for events that carry none."""
+    lowered = message.lower()
+    for needle, name in _CLASSES:
+        if needle in lowered:
+            return name
+    return "Error"

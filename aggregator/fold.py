@@ -1,0 +1,287 @@
+"""Folding a batch of stream entries into the writes it causes: pure, no I/O.
+
+The consumer reads the prior state of the batch's jobs, calls :func:`fold`,
+and applies the resulting :class:`Effects` atomically. Given the same entries
+and prior state, the result is always the same, which is what makes a
+re-read after a crash safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import orjson
+
+from aggregator import errors, sketch
+from aggregator.effects import Effects
+from aggregator.events import (
+    EVENT_FIELD,
+    HEARTBEAT_FIELD,
+    Event,
+    Heartbeat,
+    Rejected,
+    parse_event,
+    parse_heartbeat,
+)
+from aggregator.keys import GRANULARITY_S, Keys, bucket_start
+
+PENDING, RUNNING, AWAITING_RETRY, FINISHED = "P", "R", "W", "F"
+
+STATE_AFTER = {
+    "enqueued": PENDING,
+    "retried": PENDING,
+    "restored": PENDING,
+    "started": RUNNING,
+    "failed": AWAITING_RETRY,
+    "timed_out": AWAITING_RETRY,
+    "completed": FINISHED,
+    "dead": FINISHED,
+    "cancelled": FINISHED,
+    "archived": FINISHED,
+}
+# Breaks ties between events of one job stamped with the same millisecond.
+LIFECYCLE_RANK = {
+    "enqueued": 0,
+    "started": 1,
+    "completed": 2,
+    "failed": 2,
+    "timed_out": 2,
+    "retried": 3,
+    "dead": 4,
+    "cancelled": 4,
+    "archived": 5,
+    "restored": 6,
+}
+OUTCOMES = frozenset({"completed", "failed", "timed_out", "dead"})
+FAILURES = frozenset({"failed", "timed_out", "dead"})
+SAMPLE_MESSAGE_CHARS = 500
+
+
+@dataclass(slots=True)
+class JobState:
+    """A job's latest applied state as stored in its job hash."""
+
+    state: str
+    ts_ms: int
+    rank: int
+    queue: str
+
+
+@dataclass(slots=True)
+class Prior:
+    """What Redis knows about a batch's jobs before the batch."""
+
+    jobs: dict[str, JobState] = field(default_factory=dict)
+    seen_event_ids: set[str] = field(default_factory=set)
+
+
+@dataclass(slots=True)
+class Entry:
+    """One stream entry, parsed."""
+
+    entry_id: str
+    arrival_ms: int
+    item: Event | Heartbeat | Rejected
+
+
+@dataclass(frozen=True)
+class FoldConfig:
+    """The settings folding depends on."""
+
+    keys: Keys
+    partition: int
+    retention_s: dict[str, int]
+    dedup_window_s: int
+    job_ttl_s: int
+    future_tolerance_ms: int
+    max_entry_bytes: int
+
+
+@dataclass
+class _Track:
+    """A job's state while the batch is folded."""
+
+    prior: JobState | None
+    current: JobState | None
+    entered_ms: int | None = None  # set when the batch moved the job into a new state
+    event_ids: list[str] = field(default_factory=list)
+
+
+def parse_entries(raw: Iterable[tuple[bytes, dict[bytes, bytes]]], max_bytes: int) -> list[Entry]:
+    """Validate raw XREAD entries; bad ones become :class:`Rejected`."""
+    out = []
+    for entry_id_b, fields in raw:
+        entry_id = entry_id_b.decode()
+        arrival_ms = int(entry_id.split("-", 1)[0])
+        item: Event | Heartbeat | Rejected
+        if EVENT_FIELD in fields:
+            item = parse_event(fields[EVENT_FIELD], max_bytes)
+        elif HEARTBEAT_FIELD in fields:
+            item = parse_heartbeat(fields[HEARTBEAT_FIELD], max_bytes)
+        else:
+            names = b",".join(sorted(fields))[:200].decode(errors="replace")
+            item = Rejected(f"entry has no 'event' field (fields: {names})", b"")
+        out.append(Entry(entry_id, arrival_ms, item))
+    return out
+
+
+def jobs_to_read(entries: list[Entry]) -> dict[str, list[str]]:
+    """job_id -> event ids of the batch, the prior state the fold needs."""
+    wanted: dict[str, list[str]] = {}
+    for entry in entries:
+        if isinstance(entry.item, Event):
+            wanted.setdefault(entry.item.job_id, []).append(entry.item.event_id)
+    return wanted
+
+
+def fold(entries: list[Entry], prior: Prior, cfg: FoldConfig) -> Effects:
+    """All writes caused by ``entries`` given what Redis held before them."""
+    fx = Effects()
+    keys, p = cfg.keys, cfg.partition
+    wm = keys.watermark(p)
+    seen = set(prior.seen_event_ids)
+    tracks: dict[str, _Track] = {}
+    for entry in entries:
+        item = entry.item
+        if isinstance(item, Rejected):
+            fx.dead_letter(entry.entry_id, item.reason, item.raw)
+            fx.add(wm, "dead_letters")
+        elif isinstance(item, Heartbeat):
+            _fold_heartbeat(fx, keys.workers(p), item, entry.arrival_ms)
+            fx.add(wm, "heartbeats")
+        elif item.event_id in seen:
+            fx.add(wm, "duplicates")
+        else:
+            seen.add(item.event_id)
+            if item.ts_ms > entry.arrival_ms + cfg.future_tolerance_ms:
+                item.ts_ms = entry.arrival_ms
+                fx.add(wm, "clamped")
+            fx.add(wm, "events")
+            _fold_counts(fx, item, entry.arrival_ms, cfg)
+            track = tracks.get(item.job_id)
+            if track is None:
+                known = prior.jobs.get(item.job_id)
+                copy = JobState(known.state, known.ts_ms, known.rank, known.queue) if known else None
+                track = tracks[item.job_id] = _Track(prior=known, current=copy)
+            _advance(track, item)
+    for job_id, track in tracks.items():
+        _fold_job(fx, job_id, track, cfg)
+    return fx
+
+
+def _advance(track: _Track, ev: Event) -> None:
+    """Move a job to the state of ``ev`` if ``ev`` is its latest event so far."""
+    track.event_ids.append(ev.event_id)
+    rank = LIFECYCLE_RANK[ev.type]
+    cur = track.current
+    if cur is not None and (ev.ts_ms, rank) <= (cur.ts_ms, cur.rank):
+        return  # older than what is applied: counted, but no gauge change
+    state = STATE_AFTER[ev.type]
+    if cur is None or cur.state != state or cur.queue != ev.queue:
+        track.entered_ms = ev.ts_ms
+    track.current = JobState(state, ev.ts_ms, rank, ev.queue)
+
+
+def _gauge_key(keys: Keys, p: int, state: str, queue: str) -> str | None:
+    if state == PENDING:
+        return keys.pending(p, queue)
+    if state == RUNNING:
+        return keys.running(p, queue)
+    return None
+
+
+def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig) -> None:
+    keys, p = cfg.keys, cfg.partition
+    cur = track.current
+    assert cur is not None  # every track saw at least one event
+    job_key = keys.job(p, job_id)
+    if track.entered_ms is not None:
+        new_set = _gauge_key(keys, p, cur.state, cur.queue)
+        if track.prior is not None:
+            old_set = _gauge_key(keys, p, track.prior.state, track.prior.queue)
+            stale = [old_set] if old_set else []
+        else:
+            # Unknown job (new, or its state expired): make sure no gauge still holds it.
+            stale = [keys.pending(p, cur.queue), keys.running(p, cur.queue)]
+        for key in stale:
+            if key and key != new_set:
+                fx.zrem[key].add(job_id)
+        if new_set:
+            fx.zadd[new_set][job_id] = track.entered_ms
+        fx.hset[job_key].update(s=cur.state, t=str(cur.ts_ms), o=str(cur.rank), q=cur.queue)
+    for event_id in track.event_ids:
+        fx.hset[job_key]["e:" + event_id] = "1"
+    # A finished job is kept only as long as duplicates of its events may arrive.
+    fx.expire_s[job_key] = cfg.dedup_window_s if cur.state == FINISHED else cfg.job_ttl_s
+
+
+def _fold_counts(fx: Effects, ev: Event, arrival_ms: int, cfg: FoldConfig) -> None:
+    keys, p, q, kind = cfg.keys, cfg.partition, ev.queue, ev.type
+    fx.sadd[keys.queues(p)].add(q)
+    totals = keys.totals(p, q)
+    fx.add(totals, "n:" + kind)
+    if kind == "enqueued":
+        fx.add(totals, "p:" + ev.priority)
+    fx.minimum(totals, "first_ms", ev.ts_ms)
+    fx.maximum(totals, "last_ms", ev.ts_ms)
+    if ev.job_type:
+        fx.add(totals, f"t:{kind}:{ev.job_type}")
+    arrival_s = arrival_ms // 1000
+    for gran, step_s in GRANULARITY_S.items():
+        start = bucket_start(ev.ts_ms, step_s)
+        expire_at = start + step_s + cfg.retention_s[gran]
+        if expire_at <= arrival_s:
+            continue  # that bucket has already expired; writing would resurrect it
+        for key in (keys.bucket(p, gran, start, q), keys.bucket(p, gran, start)):
+            _fold_bucket(fx, key, ev)
+            fx.expire_at_s[key] = expire_at
+    if kind in FAILURES and ev.error_message is not None:
+        _fold_error(fx, ev, cfg)
+
+
+def _fold_bucket(fx: Effects, key: str, ev: Event) -> None:
+    kind = ev.type
+    fx.add(key, "n:" + kind)
+    if kind == "enqueued":
+        fx.add(key, "p:" + ev.priority)
+    elif kind in OUTCOMES and ev.processing_ms is not None:
+        fx.add(key, "pt_sum", ev.processing_ms)
+        fx.add(key, "pt_n")
+        fx.maximum(key, "pt_max", ev.processing_ms)
+        fx.add(key, f"ps:{sketch.bin_of(ev.processing_ms)}")
+    elif kind == "started" and ev.wait_ms is not None:
+        fx.add(key, "wt_sum", ev.wait_ms)
+        fx.add(key, "wt_n")
+        fx.maximum(key, "wt_max", ev.wait_ms)
+        fx.add(key, f"ws:{sketch.bin_of(ev.wait_ms)}")
+
+
+def _fold_error(fx: Effects, ev: Event, cfg: FoldConfig) -> None:
+    keys, p = cfg.keys, cfg.partition
+    message = ev.error_message or ""
+    error_type = ev.error_type or errors.classify(message)
+    sig = errors.signature(error_type + "\n" + message)
+    hour = bucket_start(ev.ts_ms, 3600)
+    key = keys.errors(p, hour)
+    fx.add(key, "n:" + sig)
+    fx.add(key, f"q:{sig}:{ev.queue}")
+    fx.minimum(key, "f:" + sig, ev.ts_ms)
+    fx.maximum(key, "l:" + sig, ev.ts_ms)
+    fx.expire_at_s[key] = hour + 3600 + cfg.retention_s["h"]
+    sig_key = keys.error_sig(p, sig)
+    fx.set_once(sig_key, "type", error_type)
+    fx.set_once(sig_key, "sample", message[:SAMPLE_MESSAGE_CHARS])
+    fx.expire_s[sig_key] = cfg.retention_s["h"] + 3600
+
+
+def _fold_heartbeat(fx: Effects, key: str, hb: Heartbeat, arrival_ms: int) -> None:
+    record = {
+        "queues": hb.queues,
+        "concurrency": hb.concurrency,
+        "busy": hb.busy,
+        "interval_s": hb.interval_s,
+        "dropped": hb.dropped,
+        "seen_ms": arrival_ms,
+    }
+    fx.hset[key][hb.worker_id] = orjson.dumps(record).decode()

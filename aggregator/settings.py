@@ -1,0 +1,49 @@
+"""All configuration, read once from ``JOBPULSE_*`` environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """jobpulse settings; build once at start-up and pass down."""
+
+    model_config = SettingsConfigDict(env_prefix="JOBPULSE_", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis to use; unset means an embedded store (serve only).",
+    )
+    key_prefix: str = Field(default="jp", min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    partitions: int = Field(default=4, ge=1, le=1024, description="P, fixed at first start.")
+
+    # aggregator
+    batch_size: int = Field(default=2000, ge=1, le=100_000)
+    idle_sleep_ms: int = Field(default=50, ge=1, le=10_000)
+    lease_ttl_ms: int = Field(default=10_000, ge=500)
+    stream_maxlen: int = Field(default=2_000_000, ge=100)
+    deadletter_maxlen: int = Field(default=100_000, ge=10)
+    max_entry_bytes: int = Field(default=64 * 1024, ge=1024)
+    dedup_window_s: int = Field(default=600, ge=1)
+    job_ttl_s: int = Field(default=7 * 86_400, ge=60, description="Expiry of an unfinished job's state.")
+    future_tolerance_s: int = Field(default=300, ge=0)
+    minute_retention_s: int = Field(default=48 * 3600, ge=60)
+    hour_retention_s: int = Field(default=90 * 86_400, ge=3600)
+    day_retention_s: int = Field(default=730 * 86_400, ge=86_400)
+
+    # emitter
+    emit_batch_size: int = Field(default=500, ge=1)
+    emit_flush_interval_ms: int = Field(default=100, ge=1)
+    emit_buffer_max: int = Field(default=100_000, ge=1)
+    heartbeat_interval_s: float = Field(default=10.0, gt=0)
+
+    # api
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=0, le=65_535)
+    rate_window_s: int = Field(default=300, ge=60)
+    stale_after_s: float = Field(default=30.0, gt=0, description="Aggregator lag that is critical.")
+    error_rate_warning: float = 0.1
+    error_rate_critical: float = 0.2
+    backlog_warning: int = 1000
+    slow_processing_ms: float = 30_000.0
