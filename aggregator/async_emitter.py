@@ -4,6 +4,7 @@ sent by a task on the caller's event loop instead of a thread."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -65,10 +66,8 @@ class AsyncEmitter(LifecycleMethods):
         sent = await self.flush(timeout_s)
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         await self._client.aclose()
         return sent
@@ -82,10 +81,8 @@ class AsyncEmitter(LifecycleMethods):
     async def _run(self) -> None:
         interval_s = self.settings.emit_flush_interval_ms / 1000
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), interval_s)
-            except TimeoutError:
-                pass
             self._wakeup.clear()
             delay = await self._send_all()
             if delay:

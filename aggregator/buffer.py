@@ -4,6 +4,7 @@ sent. Nothing here does I/O, so a job never waits on Redis."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -45,14 +46,14 @@ class EventBuffer:
         self._running: set[str] = set()
         self._lock = threading.Lock()  # guards dropped and _running against the sender
 
-    def append(self, event_type: str, job_id: str, queue: str, ts_s: float | None, extras: dict[str, Any] | None) -> bool:
+    def append(
+        self, event_type: str, job_id: str, queue: str, ts_s: float | None, extras: dict[str, Any] | None
+    ) -> bool:
         """Add an event; True when a full batch is waiting (wake the sender)."""
         EventType(event_type)  # a typo in the caller's code is a bug worth raising on
         if len(self.items) >= self.capacity:
-            try:
+            with contextlib.suppress(IndexError):  # the sender may have emptied it meanwhile
                 self.items.popleft()
-            except IndexError:  # the sender emptied it meanwhile
-                pass
             with self._lock:
                 self.dropped += 1
         self.items.append((event_type, job_id, queue, time.time() if ts_s is None else ts_s, extras))

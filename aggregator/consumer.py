@@ -4,6 +4,7 @@ Lua call that checks the fencing token and the watermark first."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -12,6 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 import redis
 
@@ -77,9 +79,7 @@ class Aggregator:
         self.progress = Progress()
         self._stop = threading.Event()
         self._read = client.register_script(_READ)
-        self._apply = client.register_script(
-            resources.files("aggregator").joinpath("apply.lua").read_text()
-        )
+        self._apply = client.register_script(resources.files("aggregator").joinpath("apply.lua").read_text())
         self._retention = {
             "m": settings.minute_retention_s,
             "h": settings.hour_retention_s,
@@ -148,7 +148,7 @@ class Aggregator:
         wm_id, consumed, lost = self.client.hmget(self.keys.watermark(p), ["id", "consumed", "lost"])
         self.owned[p] = Owned(
             lease_value=value,
-            wm_id=(wm_id or b"0-0").decode(),
+            wm_id=_text(wm_id) or "0-0",
             consumed=int(consumed or 0),
             lost=int(lost or 0),
         )
@@ -162,10 +162,8 @@ class Aggregator:
             except redis.RedisError:
                 log.warning("could not release partition %d; it frees itself in %d ms", p, self.settings.lease_ttl_ms)
         self.owned.clear()
-        try:
+        with contextlib.suppress(redis.RedisError):
             self.client.zrem(self.keys.aggregators, self.owner_id)
-        except redis.RedisError:
-            pass
 
     def _report_self(self, now_ms: int) -> None:
         """Publish this process's resource use, for PerformanceMetrics."""
@@ -200,9 +198,7 @@ class Aggregator:
         new_lost = max(0, int(added) - owned.consumed - owned.lost - int(unread)) if added >= 0 else 0
         if not raw_entries and not new_lost:
             return 0
-        entries = parse_entries(
-            ((eid, _pairs(flat)) for eid, flat in raw_entries), s.max_entry_bytes
-        )
+        entries = parse_entries(((eid, _pairs(flat)) for eid, flat in raw_entries), s.max_entry_bytes)
         cfg = FoldConfig(
             keys=keys,
             partition=p,
@@ -218,7 +214,8 @@ class Aggregator:
             log.error("partition %d: %d events were trimmed before they were read", p, new_lost)
         new_wm = entries[-1].entry_id if entries else owned.wm_id
         key_list, ops = effects.encode([keys.lease(p), keys.watermark(p), stream], keys.deadletter(p))
-        header = [owned.lease_value, owned.wm_id, new_wm, len(entries), int(time.time() * 1000), s.deadletter_maxlen]
+        now_ms = int(time.time() * 1000)
+        header: list[Any] = [owned.lease_value, owned.wm_id, new_wm, len(entries), now_ms, s.deadletter_maxlen]
         try:
             self._apply(keys=key_list, args=header + ops)
         except redis.ResponseError as exc:
@@ -244,6 +241,10 @@ class Aggregator:
                 prior.jobs[job_id] = JobState(state.decode(), int(ts), int(rank), queue.decode())
             prior.seen_event_ids.update(e for e, v in zip(event_ids, values[4:], strict=True) if v is not None)
         return prior
+
+
+def _text(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _pairs(flat: list[bytes]) -> dict[bytes, bytes]:

@@ -4,6 +4,7 @@ then encoded as KEYS/ARGV for the apply script (see ``apply.lua``)."""
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 # Redis' Lua unpack() works on the C stack; keep each command's arity well below it.
@@ -51,9 +52,7 @@ class Effects:
         """Queue a rejected entry for the dead-letter stream."""
         self.deadletters.append((source_id, reason, raw))
 
-    def encode(
-        self, fixed_keys: list[str], deadletter_key: str
-    ) -> tuple[list[str], list[str | int | bytes]]:
+    def encode(self, fixed_keys: list[str], deadletter_key: str) -> tuple[list[str], list[str | int | bytes]]:
         """KEYS (``fixed_keys`` first) and the op list of ARGV."""
         keys = list(fixed_keys)
         index: dict[str, int] = {k: i + 1 for i, k in enumerate(keys)}
@@ -65,7 +64,7 @@ class Effects:
                 index[key] = len(keys)
             return index[key]
 
-        def pairs(op: str, table: dict[str, dict[str, int]] | dict[str, dict[str, str]]) -> None:
+        def pairs(op: str, table: Mapping[str, Mapping[str, int | str]]) -> None:
             for key, fields in table.items():
                 items = list(fields.items())
                 for start in range(0, len(items), _CHUNK):

@@ -42,7 +42,9 @@ class SendLoop:
             self.last_warning = now
             log.warning(
                 "jobpulse: cannot reach Redis (%s); %d events buffered, %d dropped so far",
-                exc, len(buffer.items), buffer.dropped,
+                exc,
+                len(buffer.items),
+                buffer.dropped,
             )
         return self.backoff_s
 

@@ -19,7 +19,9 @@ class LifecycleMethods:
         """Tell the sender a full batch is waiting."""
         raise NotImplementedError
 
-    def emit(self, event_type: str, job_id: str, queue: str, *, timestamp_s: float | None = None, **fields: Any) -> None:
+    def emit(
+        self, event_type: str, job_id: str, queue: str, *, timestamp_s: float | None = None, **fields: Any
+    ) -> None:
         """Record one event; costs a buffer append, never raises, never blocks on Redis."""
         try:
             if self.buffer.append(event_type, str(job_id), queue, timestamp_s, event_extras(**fields)):
@@ -33,11 +35,15 @@ class LifecycleMethods:
         """Events dropped so far (buffer full during an outage, or bad arguments)."""
         return self.buffer.dropped
 
-    def enqueued(self, job_id: str, queue: str, *, priority: str | None = None, job_type: str | None = None, **fields: Any) -> None:
+    def enqueued(
+        self, job_id: str, queue: str, *, priority: str | None = None, job_type: str | None = None, **fields: Any
+    ) -> None:
         """A job was put on its queue."""
         self.emit("enqueued", job_id, queue, priority=priority, job_type=job_type, **fields)
 
-    def started(self, job_id: str, queue: str, *, wait_time_ms: int | None = None, attempt: int | None = None, **fields: Any) -> None:
+    def started(
+        self, job_id: str, queue: str, *, wait_time_ms: int | None = None, attempt: int | None = None, **fields: Any
+    ) -> None:
         """A worker began the job (``wait_time_ms``: since it was enqueued)."""
         self.emit("started", job_id, queue, wait_time_ms=wait_time_ms, attempt=attempt, **fields)
 
@@ -45,11 +51,27 @@ class LifecycleMethods:
         """The job succeeded."""
         self.emit("completed", job_id, queue, processing_time_ms=processing_time_ms, **fields)
 
-    def failed(self, job_id: str, queue: str, *, error: str | BaseException, processing_time_ms: int | None = None, **fields: Any) -> None:
+    def failed(
+        self,
+        job_id: str,
+        queue: str,
+        *,
+        error: str | BaseException,
+        processing_time_ms: int | None = None,
+        **fields: Any,
+    ) -> None:
         """The attempt failed; a ``retried`` or ``dead`` event follows."""
         self.emit("failed", job_id, queue, error=error, processing_time_ms=processing_time_ms, **fields)
 
-    def timed_out(self, job_id: str, queue: str, *, processing_time_ms: int | None = None, error: str | BaseException | None = None, **fields: Any) -> None:
+    def timed_out(
+        self,
+        job_id: str,
+        queue: str,
+        *,
+        processing_time_ms: int | None = None,
+        error: str | BaseException | None = None,
+        **fields: Any,
+    ) -> None:
         """The attempt ran out of time."""
         self.emit("timed_out", job_id, queue, processing_time_ms=processing_time_ms, error=error, **fields)
 

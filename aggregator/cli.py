@@ -1,0 +1,124 @@
+"""The ``jobpulse`` command: serve (all in one), aggregate, api."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from aggregator.connection import ConfigError, RedisTarget
+from aggregator.settings import Settings
+
+log = logging.getLogger("jobpulse")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jobpulse", description="Job queue statistics from Redis streams.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="aggregator + API in one process (embedded store without a Redis URL)")
+    serve.add_argument("--demo", action="store_true", help="also run a built-in load generator")
+    serve.add_argument("--host", help="API bind address (default JOBPULSE_API_HOST)")
+    serve.add_argument("--port", type=int, help="API port (default JOBPULSE_API_PORT)")
+    agg = sub.add_parser("aggregate", help="run the aggregator against JOBPULSE_REDIS_URL")
+    agg.add_argument("--drain", action="store_true", help="exit once every stream is consumed")
+    api = sub.add_parser("api", help="run the API against JOBPULSE_REDIS_URL")
+    api.add_argument("--host")
+    api.add_argument("--port", type=int)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings()
+    try:
+        if args.command == "aggregate":
+            return _aggregate(settings, args.drain)
+        if args.command == "api":
+            return _api(settings, args.host, args.port)
+        return _serve(settings, args.demo, args.host, args.port)
+    except ConfigError as exc:
+        print(f"jobpulse: {exc}", file=sys.stderr)
+        return 2
+
+
+def _require_url(settings: Settings) -> RedisTarget:
+    if not settings.redis_url:
+        raise ConfigError("JOBPULSE_REDIS_URL is not set (only `jobpulse serve` has an embedded store)")
+    return RedisTarget(settings.redis_url)
+
+
+def _aggregate(settings: Settings, drain: bool) -> int:
+    from aggregator.consumer import Aggregator
+
+    target = _require_url(settings)
+    aggregator = Aggregator(settings, target.sync())
+
+    def stop(signum: int, _: FrameType | None) -> None:
+        log.info("signal %d: finishing the current batch, then releasing leases", signum)
+        aggregator.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("aggregator %s on %s, %d partitions", aggregator.owner_id, target.describe(), aggregator.partitions)
+    progress = aggregator.run(drain=drain)
+    log.info("stopped after %d entries in %d batches", progress.entries, progress.batches)
+    return 0
+
+
+def _api(settings: Settings, host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from api.main import create_app
+
+    target = _require_url(settings)
+    app = create_app(settings, target)
+    uvicorn.run(app, host=host or settings.api_host, port=port or settings.api_port, log_level="info")
+    return 0
+
+
+def _serve(settings: Settings, demo: bool, host: str | None, port: int | None) -> int:
+    import uvicorn
+
+    from aggregator.consumer import Aggregator
+    from aggregator.demo import DemoLoad
+    from aggregator.embedded import EmbeddedRedis
+    from aggregator.emitter import Emitter
+    from api.main import create_app
+
+    embedded = None
+    if settings.redis_url:
+        target = RedisTarget(settings.redis_url)
+        where = target.describe()
+    else:
+        embedded = EmbeddedRedis()
+        target = embedded.start()
+        where = embedded.describe()
+    host, port = host or settings.api_host, port or settings.api_port
+    aggregator = Aggregator(settings, target.sync())
+    worker = threading.Thread(target=aggregator.run, name="jobpulse-aggregator", daemon=True)
+    worker.start()
+    load = None
+    if demo:
+        emitter = Emitter(settings, target, worker_id="demo-worker", queues=(), concurrency=32)
+        load = DemoLoad(emitter).start()
+    print(f"jobpulse: store = {where}", flush=True)
+    print(f"jobpulse: API on http://{host}:{port}  (try: curl http://{host}:{port}/api/stats/overview)", flush=True)
+    if demo:
+        print("jobpulse: demo load generator running", flush=True)
+    try:
+        uvicorn.run(create_app(settings, target), host=host, port=port, log_level="warning")
+    finally:
+        if load is not None:
+            load.stop()
+            load.emitter.close(timeout_s=2.0)
+        aggregator.stop()
+        worker.join(timeout=5.0)
+        if embedded is not None:
+            embedded.stop()
+    return 0

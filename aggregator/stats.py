@@ -1,0 +1,133 @@
+"""Stats arithmetic on bucket contents: pure functions, no I/O.
+
+A bucket hash (see :mod:`fold`) holds ``n:<event_type>`` counts,
+``p:<priority>`` counts, processing/wait sums, counts and maxima and the
+``ps:``/``ws:`` sketch bins. :class:`Tally` is its parsed, mergeable form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aggregator import sketch
+
+OUTCOMES = ("completed", "failed", "timed_out", "dead")
+FAILURES = ("failed", "timed_out", "dead")
+PRIORITIES = ("background", "low", "normal", "high", "critical")
+
+
+@dataclass
+class Tally:
+    """Counts, sums and sketches of one or more merged buckets."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    priorities: dict[str, int] = field(default_factory=dict)
+    pt_sum: int = 0
+    pt_n: int = 0
+    pt_max: int = 0
+    wt_sum: int = 0
+    wt_n: int = 0
+    wt_max: int = 0
+    processing: dict[int, int] = field(default_factory=dict)
+    wait: dict[int, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[bytes, bytes]) -> Tally:
+        """Parse one bucket (or totals) hash as returned by HGETALL."""
+        t = cls()
+        for k, v in raw.items():
+            t._add_field(k.decode(), int(v))
+        return t
+
+    def _add_field(self, name: str, value: int) -> None:
+        kind, _, rest = name.partition(":")
+        if kind == "n":
+            self.counts[rest] = self.counts.get(rest, 0) + value
+        elif kind == "p":
+            self.priorities[rest] = self.priorities.get(rest, 0) + value
+        elif kind == "ps":
+            i = int(rest)
+            self.processing[i] = self.processing.get(i, 0) + value
+        elif kind == "ws":
+            i = int(rest)
+            self.wait[i] = self.wait.get(i, 0) + value
+        elif name in ("pt_sum", "pt_n", "wt_sum", "wt_n"):
+            setattr(self, name, getattr(self, name) + value)
+        elif name in ("pt_max", "wt_max"):
+            setattr(self, name, max(getattr(self, name), value))
+
+    def merge(self, other: Tally) -> Tally:
+        """Add ``other`` into this tally (in place) and return it."""
+        _add_into(self.counts, other.counts)
+        _add_into(self.priorities, other.priorities)
+        _add_into(self.processing, other.processing)
+        _add_into(self.wait, other.wait)
+        self.pt_sum += other.pt_sum
+        self.pt_n += other.pt_n
+        self.wt_sum += other.wt_sum
+        self.wt_n += other.wt_n
+        self.pt_max = max(self.pt_max, other.pt_max)
+        self.wt_max = max(self.wt_max, other.wt_max)
+        return self
+
+    def count(self, *kinds: str) -> int:
+        """Sum of the counts of the given event types."""
+        return sum(self.counts.get(k, 0) for k in kinds)
+
+    @property
+    def outcomes(self) -> int:
+        """completed + failed + timed_out + dead."""
+        return self.count(*OUTCOMES)
+
+    @property
+    def failures(self) -> int:
+        """failed + timed_out + dead."""
+        return self.count(*FAILURES)
+
+
+def _add_into(dst: dict[Any, int], src: Mapping[Any, int]) -> None:
+    for k, v in src.items():
+        dst[k] = dst.get(k, 0) + v
+
+
+def merged(tallies: Iterable[Tally]) -> Tally:
+    """One tally holding the sum of several."""
+    out = Tally()
+    for t in tallies:
+        out.merge(t)
+    return out
+
+
+def error_rate(t: Tally) -> float:
+    """failures ÷ outcomes, 0 when there are none."""
+    return t.failures / t.outcomes if t.outcomes else 0.0
+
+
+def avg_processing_ms(t: Tally) -> float:
+    """Mean processing time of the outcomes that carried one, 0 when none did."""
+    return t.pt_sum / t.pt_n if t.pt_n else 0.0
+
+
+def avg_wait_ms(t: Tally) -> float | None:
+    """Mean enqueue-to-start wait, None when no start carried one."""
+    return t.wt_sum / t.wt_n if t.wt_n else None
+
+
+def per_minute(count: int, span_s: float) -> float:
+    """A count over ``span_s`` seconds as a rate per minute."""
+    return count * 60.0 / span_s if span_s > 0 else 0.0
+
+
+def percentiles(bins: Mapping[int, int]) -> dict[str, float | None]:
+    """p50, p95 and p99 of a sketch (None when it is empty)."""
+    return {f"p{round(q * 100)}": sketch.quantile(bins, q) for q in (0.5, 0.95, 0.99)}
+
+
+def priority_distribution(priorities: Mapping[str, int]) -> dict[str, float]:
+    """Percent of enqueued jobs per priority (sums to 100; empty when none)."""
+    total = sum(priorities.values())
+    if not total:
+        return {}
+    return {name: 100.0 * n / total for name, n in sorted(priorities.items()) if n}

@@ -1,0 +1,299 @@
+"""The read side: turns the precomputed keys into tallies and snapshots.
+
+Every method issues a fixed number of pipelined reads whose size depends on
+the queues and buckets asked for, never on how many events were ingested.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio
+
+from aggregator.keys import Keys, partition_of
+from aggregator.stats import Tally, merged
+
+
+@dataclass
+class QueueSnapshot:
+    """One queue now: lifetime totals, gauges and the tally of a window."""
+
+    name: str
+    totals: Tally
+    pending: int
+    running: int
+    oldest_pending_ms: int | None
+    window: Tally
+    first_ms: int | None = None
+    last_ms: int | None = None
+
+
+@dataclass
+class PartitionStatus:
+    """How far the aggregator is with one partition."""
+
+    partition: int
+    consumed: int = 0
+    events: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    clamped: int = 0
+    lost: int = 0
+    watermark_ms: int | None = None
+    applied_ms: int | None = None
+    newest_entry_ms: int | None = None
+    stream_length: int = 0
+    deadletter_length: int = 0
+    owner: str | None = None
+
+    @property
+    def lag_s(self) -> float:
+        """Age of the oldest unapplied entry's successor gap: newest entry time − watermark time."""
+        if self.newest_entry_ms is None:
+            return 0.0
+        return max(0.0, (self.newest_entry_ms - (self.watermark_ms or 0)) / 1000)
+
+
+@dataclass
+class Worker:
+    """A worker's last heartbeat."""
+
+    worker_id: str
+    queues: list[str]
+    concurrency: int
+    busy: int
+    interval_s: float
+    dropped: int
+    seen_ms: int
+
+
+@dataclass
+class ErrorSignature:
+    """One normalised error message over a range of hours."""
+
+    sig: str
+    count: int = 0
+    first_ms: int = 0
+    last_ms: int = 0
+    queues: dict[str, int] = field(default_factory=dict)
+    error_type: str = "Error"
+    sample: str = ""
+
+
+def _ms(entry_id: bytes | None) -> int | None:
+    return int(entry_id.split(b"-", 1)[0]) if entry_id else None
+
+
+class StatsStore:
+    """Async reads of one deployment's stats keys."""
+
+    def __init__(self, client: redis.asyncio.Redis, keys: Keys, partitions: int) -> None:
+        self.client = client
+        self.keys = keys
+        self.partitions = partitions
+        self.redis_time_s = 0.0  # Redis round trips of this store's reads, for PerformanceMetrics
+
+    async def _run(self, pipe: Any) -> list[Any]:
+        start = time.perf_counter()
+        try:
+            return list(await pipe.execute())
+        finally:
+            self.redis_time_s += time.perf_counter() - start
+
+    def partition(self, queue: str) -> int:
+        """Partition holding a queue's keys."""
+        return partition_of(queue, self.partitions)
+
+    async def ping(self) -> float:
+        """Measured round trip of one PING, seconds."""
+        start = time.perf_counter()
+        await self.client.ping()
+        return time.perf_counter() - start
+
+    async def queue_names(self) -> list[str]:
+        """Every queue ever seen, sorted."""
+        pipe = self.client.pipeline(transaction=False)
+        for p in range(self.partitions):
+            pipe.smembers(self.keys.queues(p))
+        names: set[str] = set()
+        for members in await self._run(pipe):
+            names.update(m.decode() for m in members)
+        return sorted(names)
+
+    async def snapshots(self, queues: list[str], gran: str, starts: list[int]) -> list[QueueSnapshot]:
+        """Totals, gauges and the merged ``gran`` buckets at ``starts`` of each queue."""
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            p = self.partition(q)
+            pipe.hgetall(self.keys.totals(p, q))
+            pipe.zcard(self.keys.pending(p, q))
+            pipe.zcard(self.keys.running(p, q))
+            pipe.zrange(self.keys.pending(p, q), 0, 0, withscores=True)
+            for start in starts:
+                pipe.hgetall(self.keys.bucket(p, gran, start, q))
+        results = await self._run(pipe)
+        out = []
+        step = 4 + len(starts)
+        for i, q in enumerate(queues):
+            totals_raw, pending, running, oldest, *buckets = results[i * step : (i + 1) * step]
+            first = totals_raw.pop(b"first_ms", None)
+            last = totals_raw.pop(b"last_ms", None)
+            totals_raw = {k: v for k, v in totals_raw.items() if not k.startswith(b"t:")}
+            out.append(
+                QueueSnapshot(
+                    name=q,
+                    totals=Tally.from_hash(totals_raw),
+                    pending=int(pending),
+                    running=int(running),
+                    oldest_pending_ms=int(oldest[0][1]) if oldest else None,
+                    window=merged(Tally.from_hash(b) for b in buckets),
+                    first_ms=int(first) if first else None,
+                    last_ms=int(last) if last else None,
+                )
+            )
+        return out
+
+    async def job_types(self, queues: list[str]) -> dict[str, dict[str, dict[str, int]]]:
+        """queue -> job_type -> event type -> lifetime count."""
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            pipe.hgetall(self.keys.totals(self.partition(q), q))
+        out: dict[str, dict[str, dict[str, int]]] = {}
+        for q, raw in zip(queues, await self._run(pipe), strict=True):
+            for k, v in raw.items():
+                name = k.decode()
+                if name.startswith("t:"):
+                    _, kind, job_type = name.split(":", 2)
+                    out.setdefault(q, {}).setdefault(job_type, {})[kind] = int(v)
+        return out
+
+    async def series(self, gran: str, starts: list[int], queues: list[str] | None) -> list[Tally]:
+        """One merged tally per bucket start: all queues, or only ``queues``."""
+        pipe = self.client.pipeline(transaction=False)
+        sources: list[tuple[int, str | None]]
+        if queues is None:
+            sources = [(p, None) for p in range(self.partitions)]
+        else:
+            sources = [(self.partition(q), q) for q in queues]
+        for start in starts:
+            for p, q in sources:
+                pipe.hgetall(self.keys.bucket(p, gran, start, q))
+        results = await self._run(pipe)
+        n = len(sources)
+        return [merged(Tally.from_hash(r) for r in results[i * n : (i + 1) * n]) for i in range(len(starts))]
+
+    async def error_signatures(self, hours: list[int], queues: list[str] | None) -> list[ErrorSignature]:
+        """Error signatures seen in the given hours, restricted to ``queues`` if given."""
+        pipe = self.client.pipeline(transaction=False)
+        for hour in hours:
+            for p in range(self.partitions):
+                pipe.hgetall(self.keys.errors(p, hour))
+        found: dict[tuple[int, str], ErrorSignature] = {}
+        wanted = set(queues) if queues is not None else None
+        for i, raw in enumerate(await self._run(pipe)):
+            p = i % self.partitions
+            per_queue: dict[str, dict[str, int]] = {}
+            bounds: dict[str, dict[str, int]] = {}
+            for k, v in raw.items():
+                kind, _, rest = k.decode().partition(":")
+                if kind == "q":
+                    sig, _, queue = rest.partition(":")
+                    if wanted is None or queue in wanted:
+                        per_queue.setdefault(sig, {})[queue] = int(v)
+                elif kind in ("f", "l"):
+                    bounds.setdefault(rest, {})[kind] = int(v)
+            for sig, queue_counts in per_queue.items():
+                entry = found.setdefault((p, sig), ErrorSignature(sig, first_ms=2**63, last_ms=0))
+                for queue, n in queue_counts.items():
+                    entry.queues[queue] = entry.queues.get(queue, 0) + n
+                    entry.count += n
+                entry.first_ms = min(entry.first_ms, bounds.get(sig, {}).get("f", entry.first_ms))
+                entry.last_ms = max(entry.last_ms, bounds.get(sig, {}).get("l", entry.last_ms))
+        if not found:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for p, sig in found:
+            pipe.hmget(self.keys.error_sig(p, sig), ["type", "sample"])
+        # A signature lives in several partitions when several queues share it: merge them.
+        merged_sigs: dict[str, ErrorSignature] = {}
+        for ((_, sig), entry), (etype, sample) in zip(found.items(), await self._run(pipe), strict=True):
+            entry.error_type = etype.decode() if etype else "Error"
+            entry.sample = sample.decode() if sample else ""
+            into = merged_sigs.setdefault(
+                sig,
+                ErrorSignature(
+                    sig,
+                    first_ms=entry.first_ms,
+                    last_ms=entry.last_ms,
+                    error_type=entry.error_type,
+                    sample=entry.sample,
+                ),
+            )
+            if into is not entry:
+                into.count += entry.count
+                into.first_ms = min(into.first_ms, entry.first_ms)
+                into.last_ms = max(into.last_ms, entry.last_ms)
+                for q, n in entry.queues.items():
+                    into.queues[q] = into.queues.get(q, 0) + n
+        return list(merged_sigs.values())
+
+    async def workers(self) -> list[Worker]:
+        """Every worker's last heartbeat."""
+        pipe = self.client.pipeline(transaction=False)
+        for p in range(self.partitions):
+            pipe.hgetall(self.keys.workers(p))
+        out = []
+        for raw in await self._run(pipe):
+            for worker_id, body in raw.items():
+                rec = orjson.loads(body)
+                out.append(
+                    Worker(
+                        worker_id=worker_id.decode(),
+                        queues=rec["queues"],
+                        concurrency=rec["concurrency"],
+                        busy=rec["busy"],
+                        interval_s=rec["interval_s"],
+                        dropped=rec["dropped"],
+                        seen_ms=rec["seen_ms"],
+                    )
+                )
+        return out
+
+    async def partitions_status(self) -> list[PartitionStatus]:
+        """Watermark, counters, stream tail and owner of every partition."""
+        pipe = self.client.pipeline(transaction=False)
+        for p in range(self.partitions):
+            pipe.hgetall(self.keys.watermark(p))
+            pipe.xrevrange(self.keys.stream(p), "+", "-", count=1)
+            pipe.xlen(self.keys.stream(p))
+            pipe.xlen(self.keys.deadletter(p))
+            pipe.get(self.keys.lease(p))
+        results = await self._run(pipe)
+        out = []
+        for p in range(self.partitions):
+            wm, newest, length, dl_length, lease = results[p * 5 : (p + 1) * 5]
+            status = PartitionStatus(partition=p, stream_length=int(length), deadletter_length=int(dl_length))
+            for name in ("consumed", "events", "duplicates", "dead_letters", "clamped", "lost"):
+                setattr(status, name, int(wm.get(name.encode(), 0)))
+            status.watermark_ms = _ms(wm.get(b"id"))
+            status.applied_ms = int(wm[b"applied_ms"]) if b"applied_ms" in wm else None
+            status.newest_entry_ms = _ms(newest[0][0]) if newest else None
+            status.owner = bytes(lease).decode().rsplit(":", 1)[0] if lease else None
+            out.append(status)
+        return out
+
+    async def aggregator_usage(self) -> tuple[float | None, float | None]:
+        """Summed RSS (MB) and CPU (%) of the live aggregator processes, or None."""
+        owners = [o.decode() for o in await self.client.zrange(self.keys.aggregators, 0, -1)]  # type: ignore[union-attr]
+        if not owners:
+            return None, None
+        pipe = self.client.pipeline(transaction=False)
+        for owner in owners:
+            pipe.hmget(self.keys.aggregator_info(owner), ["rss_mb", "cpu_percent"])
+        rows = [r for r in await self._run(pipe) if r[0] is not None]
+        if not rows:
+            return None, None
+        return sum(float(r[0]) for r in rows), sum(float(r[1]) for r in rows)

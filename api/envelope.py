@@ -1,0 +1,48 @@
+"""The hammerwork-web envelope, and errors rendered inside it."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from api.models import ApiResponse
+from api.query import BadParameter
+
+log = logging.getLogger("jobpulse.api")
+T = TypeVar("T")
+
+
+def ok(data: T) -> ApiResponse[T]:
+    """A successful envelope."""
+    return ApiResponse[T](success=True, data=data, error=None, timestamp=datetime.now(UTC))
+
+
+def failure(status: int, message: str) -> JSONResponse:
+    """An error envelope with the given HTTP status."""
+    body = ApiResponse[Any](success=False, data=None, error=message, timestamp=datetime.now(UTC))
+    return JSONResponse(status_code=status, content=body.model_dump(mode="json"))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Render bad input (422) and an unreachable Redis (503) in the envelope."""
+
+    @app.exception_handler(BadParameter)
+    async def bad_parameter(_: Request, exc: BadParameter) -> JSONResponse:
+        return failure(422, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        err = exc.errors()[0]
+        name = str(err["loc"][-1]) if err.get("loc") else "request"
+        return failure(422, f"invalid parameter '{name}': {err['msg']}")
+
+    @app.exception_handler(redis.RedisError)
+    async def redis_down(_: Request, exc: redis.RedisError) -> JSONResponse:
+        log.warning("Redis error while serving a request: %s", type(exc).__name__)
+        return failure(503, f"Redis unreachable: {type(exc).__name__}")

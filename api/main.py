@@ -1,0 +1,62 @@
+"""Builds the FastAPI app: read-only stats over the precomputed keys."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+from fastapi import FastAPI
+
+from aggregator.connection import RedisTarget
+from aggregator.keys import Keys
+from aggregator.settings import Settings
+from api.envelope import install_error_handlers
+from api.routers import probes, stats
+
+
+class PartitionCount:
+    """P as stored in the meta key, read once it exists; the setting until then."""
+
+    def __init__(self, client: redis.asyncio.Redis, keys: Keys, fallback: int) -> None:
+        self.client, self.keys, self.fallback = client, keys, fallback
+        self.known: int | None = None
+
+    async def __call__(self) -> int:
+        if self.known is None:
+            try:
+                raw = await self.client.hget(self.keys.meta, "partitions")
+            except (redis.RedisError, OSError):
+                return self.fallback
+            if raw is None:
+                return self.fallback
+            self.known = int(raw)
+        return self.known
+
+
+def create_app(settings: Settings, target: RedisTarget | None = None) -> FastAPI:
+    """The API app for one deployment."""
+    target = target or RedisTarget(settings.redis_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = target.asyncio(socket_timeout=2.0, socket_connect_timeout=2.0)
+        app.state.redis = client
+        app.state.partitions = PartitionCount(client, app.state.keys, settings.partitions)
+        yield
+        await client.aclose()
+
+    app = FastAPI(
+        title="jobpulse",
+        version="0.1.0",
+        summary="Job queue statistics, hammerwork-web compatible, computed from precomputed Redis keys.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.keys = Keys(settings.key_prefix)
+    app.state.started_s = time.time()
+    install_error_handlers(app)
+    app.include_router(stats.router)
+    app.include_router(probes.router)
+    return app

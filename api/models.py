@@ -1,0 +1,155 @@
+"""Response models: hammerwork_web::api::stats field for field, plus added
+fields (never renamed). Each field says what it means; see DESIGN.md."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+T = TypeVar("T")
+
+
+class ApiResponse(BaseModel, Generic[T]):
+    """hammerwork-web's envelope around every body."""
+
+    success: bool = Field(description="False when the request failed; `error` says why.")
+    data: T | None = Field(description="The result, null on error.")
+    error: str | None = Field(description="What went wrong, naming the parameter for bad input.")
+    timestamp: datetime = Field(description="When the response was made (UTC).")
+
+
+class SystemAlert(BaseModel):
+    """One health finding."""
+
+    severity: str = Field(description="info, warning or critical.")
+    message: str
+    queue: str | None = Field(description="The queue concerned, if any.")
+    metric: str | None = Field(description="The metric that crossed its threshold.")
+    value: float | None = Field(description="The metric's current value.")
+    threshold: float | None = Field(description="The threshold it crossed.")
+    timestamp: datetime
+
+
+class SystemHealth(BaseModel):
+    """Health status from the configured rules."""
+
+    status: str = Field(description="healthy, degraded or critical, from the worst alert.")
+    database_healthy: bool = Field(description="Redis answered this request.")
+    high_error_rate: bool = Field(description="Error rate in the window above the warning threshold.")
+    queue_backlog: bool = Field(description="Some queue has more pending jobs than the backlog threshold.")
+    slow_processing: bool = Field(description="Mean processing time above the slow threshold.")
+    alerts: list[SystemAlert]
+
+
+class Latency(BaseModel):
+    """Percentiles from the latency sketch (2 % relative error); null when no data."""
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class SystemOverview(BaseModel):
+    """The whole system at a glance."""
+
+    total_queues: int = Field(ge=0, description="Queues ever seen.")
+    total_jobs: int = Field(ge=0, description="`enqueued` events ever (deduplicated).")
+    pending_jobs: int = Field(ge=0, description="Jobs pending now.")
+    running_jobs: int = Field(ge=0, description="Jobs running now.")
+    completed_jobs: int = Field(ge=0, description="`completed` events ever.")
+    failed_jobs: int = Field(ge=0, description="`failed` + `timed_out` events ever.")
+    dead_jobs: int = Field(ge=0, description="`dead` events ever.")
+    overall_throughput: float = Field(description="Outcomes per minute in the rate window.")
+    overall_error_rate: float = Field(description="Failures ÷ outcomes in the rate window (0 if none).")
+    avg_processing_time_ms: float = Field(description="Mean processing_time_ms of outcomes in the window.")
+    system_health: SystemHealth
+    uptime_seconds: int = Field(ge=0, description="Since the API process started.")
+    last_updated: datetime = Field(description="When the aggregator last applied a batch (now if never).")
+    # added fields
+    enqueued_jobs: int = Field(ge=0, description="Same as total_jobs.")
+    retried_jobs: int = Field(ge=0, description="`retried` events ever.")
+    timed_out_jobs: int = Field(ge=0, description="`timed_out` events ever (included in failed_jobs).")
+    cancelled_jobs: int = Field(ge=0, description="`cancelled` events ever.")
+    oldest_pending_age_seconds: int | None = Field(description="Age of the oldest pending job; null if none.")
+    processing_time_ms: Latency = Field(description="Processing time percentiles in the window.")
+    wait_time_ms: Latency = Field(description="Enqueue-to-start wait percentiles in the window.")
+    window_seconds: float = Field(description="Span the windowed rates cover.")
+    aggregator_lag_seconds: float = Field(
+        description="Newest stream entry time − newest applied entry time (max over partitions)."
+    )
+    lost_events: int = Field(ge=0, description="Entries trimmed from a stream before the aggregator read them.")
+    dead_letters: int = Field(ge=0, description="Invalid entries moved to the dead-letter streams.")
+    dropped_by_emitters: int = Field(ge=0, description="Events emitters had to drop (buffer full), as last reported.")
+
+
+class QueueStats(BaseModel):
+    """One queue."""
+
+    name: str
+    pending: int = Field(ge=0)
+    running: int = Field(ge=0)
+    completed_total: int = Field(ge=0)
+    failed_total: int = Field(ge=0, description="failed + timed_out events ever.")
+    dead_total: int = Field(ge=0)
+    throughput_per_minute: float = Field(description="Outcomes per minute in the window.")
+    avg_processing_time_ms: float
+    error_rate: float
+    oldest_pending_age_seconds: int | None = Field(ge=0)
+    priority_distribution: dict[str, float] = Field(description="% of enqueued jobs per priority, lifetime.")
+    # added fields
+    enqueued_total: int = Field(ge=0)
+    retried_total: int = Field(ge=0)
+    timed_out_total: int = Field(ge=0)
+    cancelled_total: int = Field(ge=0)
+    processing_time_ms: Latency
+    wait_time_ms: Latency
+
+
+class HourlyTrend(BaseModel):
+    """One time bucket (its size is the requested granularity)."""
+
+    hour: datetime = Field(description="Bucket start, UTC-aligned (weeks start Monday).")
+    completed: int = Field(ge=0)
+    failed: int = Field(ge=0, description="Failures (failed + timed_out + dead) in the bucket.")
+    throughput: float = Field(description="Outcomes in the bucket ÷ minutes in the bucket.")
+    avg_processing_time_ms: float
+    error_rate: float
+    # added fields
+    enqueued: int = Field(ge=0)
+    processing_time_ms: Latency
+
+
+class ErrorPattern(BaseModel):
+    """Failures sharing one normalised message."""
+
+    error_type: str
+    count: int = Field(ge=0)
+    percentage: float = Field(description="% of failures carrying an error in the range.")
+    sample_message: str
+    first_seen: datetime
+    last_seen: datetime
+    affected_queues: list[str]
+
+
+class PerformanceMetrics(BaseModel):
+    """How the system itself performs."""
+
+    database_response_time_ms: float = Field(description="Measured Redis round trip of this request.")
+    average_queue_depth: float = Field(description="Mean pending jobs per queue.")
+    jobs_per_second: float = Field(description="Outcomes per second in the window.")
+    memory_usage_mb: float | None = Field(description="RSS of the live aggregators; null if none reports.")
+    cpu_usage_percent: float | None = Field(description="CPU of the live aggregators; null if none reports.")
+    active_workers: int = Field(ge=0, description="Workers heartbeating within 3 intervals.")
+    worker_utilization: float = Field(description="Σ busy ÷ Σ concurrency of active workers.")
+
+
+class DetailedStats(BaseModel):
+    """Overview, queues, trends, errors and performance in one response."""
+
+    overview: SystemOverview
+    queue_stats: list[QueueStats]
+    hourly_trends: list[HourlyTrend]
+    error_patterns: list[ErrorPattern]
+    performance_metrics: PerformanceMetrics

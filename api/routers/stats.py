@@ -1,0 +1,42 @@
+"""/api/stats: hammerwork-web's statistics routes, every number real."""
+
+from __future__ import annotations
+
+import redis
+from fastapi import APIRouter
+
+from api.deps import QueryDep, QueuesDep, ReporterDep, SettingsDep
+from api.envelope import ok
+from api.health import HealthInputs, evaluate
+from api.models import ApiResponse, DetailedStats, HourlyTrend, SystemHealth, SystemOverview
+from api.report import utc
+
+router = APIRouter(prefix="/api/stats", tags=["stats"])
+
+
+@router.get("/overview", response_model=ApiResponse[SystemOverview])
+async def overview(reporter: ReporterDep, queues: QueuesDep) -> ApiResponse[SystemOverview]:
+    """System overview: totals, gauges, windowed rates and health."""
+    return ok(await reporter.overview(queues))
+
+
+@router.get("/detailed", response_model=ApiResponse[DetailedStats])
+async def detailed(reporter: ReporterDep, query: QueryDep) -> ApiResponse[DetailedStats]:
+    """Overview plus per-queue stats, trends, error patterns and performance."""
+    return ok(await reporter.detailed(query))
+
+
+@router.get("/trends", response_model=ApiResponse[list[HourlyTrend]])
+async def trends(reporter: ReporterDep, query: QueryDep) -> ApiResponse[list[HourlyTrend]]:
+    """One trend point per bucket of the range at the requested granularity."""
+    return ok(await reporter.trends(query))
+
+
+@router.get("/health", response_model=ApiResponse[SystemHealth])
+async def health(reporter: ReporterDep, settings: SettingsDep, queues: QueuesDep) -> ApiResponse[SystemHealth]:
+    """Health status and alerts; Redis down is reported here, not raised."""
+    try:
+        return ok(await reporter.health(queues))
+    except (redis.RedisError, OSError):
+        down = HealthInputs(False, 0.0, 0.0, [], [], [], int(reporter.now_s * 1000))
+        return ok(evaluate(down, settings, utc(reporter.now_s)))
