@@ -92,7 +92,7 @@ class Aggregator:
         self._stop.set()
 
     def run(self, drain: bool = False) -> Progress:
-        """Consume until stopped; with ``drain``, until every owned stream is empty."""
+        """Consume until stopped; with ``drain``, until it owns every partition and all are empty."""
         renew_every_s = self.settings.lease_ttl_ms / 3000
         next_renew = 0.0
         try:
@@ -106,8 +106,10 @@ class Aggregator:
                         break
                     worked += self._step(p)
                 if worked == 0:
-                    if drain:
+                    if drain and len(self.owned) == self.partitions:
                         break
+                    if drain:  # a dead owner's lease is still running out: keep trying
+                        next_renew = 0.0
                     self._stop.wait(self.settings.idle_sleep_ms / 1000)
         finally:
             self.release_all()

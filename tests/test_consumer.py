@@ -1,0 +1,107 @@
+"""Exactly once on real Redis: kill -9 mid-ingest, fencing of a stale owner."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+from aggregator.consumer import Aggregator
+from aggregator.keys import Keys, partition_of
+from aggregator.settings import Settings
+from tests.workload import Expected, build, publish
+
+T0_MS = int(time.time() * 1000) - 3_600_000
+
+
+def assert_exact(client: redis.Redis, settings: Settings, expected: Expected) -> None:
+    """Every queue's lifetime counters and gauges equal the workload's."""
+    keys, p_count = Keys(settings.key_prefix), settings.partitions
+    queues = {q for q, _ in expected.counts}
+    for q in sorted(queues):
+        p = partition_of(q, p_count)
+        totals = {k.decode(): int(v) for k, v in client.hgetall(keys.totals(p, q)).items() if k.startswith(b"n:")}
+        want = {f"n:{kind}": n for (qq, kind), n in expected.counts.items() if qq == q}
+        assert totals == want, q
+        assert client.zcard(keys.pending(p, q)) == expected.gauge(q, "P"), q
+        assert client.zcard(keys.running(p, q)) == expected.gauge(q, "R"), q
+
+
+def _spawn(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, JOBPULSE_REDIS_URL=settings.redis_url or "", JOBPULSE_KEY_PREFIX=settings.key_prefix,
+               JOBPULSE_PARTITIONS=str(settings.partitions), JOBPULSE_LEASE_TTL_MS=str(settings.lease_ttl_ms),
+               JOBPULSE_BATCH_SIZE="300")
+    return subprocess.Popen([sys.executable, "-m", "aggregator", "aggregate", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_loses_and_repeats_nothing(settings: Settings, client: redis.Redis) -> None:
+    events, expected = build(50_000, 20, seed=7, t0_ms=T0_MS)
+    keys = Keys(settings.key_prefix)
+    client.hset(keys.meta, mapping={"partitions": settings.partitions, "version": "1"})
+    publish(client, keys, settings.partitions, events)
+    rng = random.Random(3)
+    kills = 0
+    for _ in range(5):
+        proc = _spawn(settings)
+        time.sleep(rng.uniform(1.2, 2.5))  # lease of the killed one must run out (1 s) before work resumes
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    consumed = sum(int(client.hget(keys.watermark(p), "consumed") or 0) for p in range(settings.partitions))
+    assert kills == 5 and 0 < consumed < len(events), "the kills must land mid-ingest"
+    final = _spawn(settings, "--drain")
+    _, err = final.communicate(timeout=120)
+    assert final.returncode == 0, err.decode()[-2000:]
+    assert_exact(client, settings, expected)
+    dups = sum(int(client.hget(keys.watermark(p), "duplicates") or 0) for p in range(settings.partitions))
+    assert dups == len(events) // 51 or dups > 0  # the re-sent copies were seen and ignored
+
+
+def test_stale_owner_is_fenced_out(settings: Settings, client: redis.Redis) -> None:
+    events, expected = build(2_000, 3, seed=1, t0_ms=T0_MS)
+    keys = Keys(settings.key_prefix)
+    small = settings.model_copy(update={"batch_size": 100})
+    first = Aggregator(small, client, owner_id="first")
+    first.rebalance(want_all=True)
+    publish(client, keys, settings.partitions, events)
+    assert first._step(sorted(first.owned)[0]) > 0
+    for p in range(settings.partitions):  # the first owner stalls past its lease
+        client.delete(keys.lease(p))
+    second = Aggregator(small, client, owner_id="second")
+    second.rebalance(want_all=True)
+    assert len(second.owned) == settings.partitions
+    with_data = [p for p in range(settings.partitions) if client.xlen(keys.stream(p))]
+    for p in list(first.owned):
+        assert first._step(p) == 0  # fenced (where there was a batch to apply): nothing applied
+    assert first.progress.fenced == len(with_data) > 0
+    assert not set(first.owned) & set(with_data)
+    second.run(drain=True)
+    assert_exact(client, settings, expected)
+
+
+def test_two_aggregators_started_together_share_without_double_counting(
+    settings: Settings, client: redis.Redis
+) -> None:
+    events, expected = build(5_000, 8, seed=2, t0_ms=T0_MS)
+    keys = Keys(settings.key_prefix)
+    client.hset(keys.meta, mapping={"partitions": settings.partitions, "version": "1"})
+    publish(client, keys, settings.partitions, events)
+    a, b = Aggregator(settings, client, owner_id="a"), Aggregator(settings, client, owner_id="b")
+    a.rebalance(want_all=True)
+    b.rebalance(want_all=True)
+    assert set(a.owned).isdisjoint(b.owned)
+    for agg in (a, b):
+        while any(agg._step(p) for p in list(agg.owned)):
+            pass
+    a.release_all()
+    b.run(drain=True)
+    assert_exact(client, settings, expected)

@@ -1,0 +1,64 @@
+"""The emitter with Redis away: no exception, no blocking, everything arrives once Redis is back."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+import redis
+
+from aggregator.connection import RedisTarget
+from aggregator.emitter import Emitter
+from aggregator.keys import Keys
+from aggregator.settings import Settings
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="needs the redis-server binary")
+def test_emitter_buffers_through_an_outage_and_delivers_after() -> None:
+    port = _free_port()  # nothing listens here yet
+    url = f"redis://127.0.0.1:{port}/0"
+    settings = Settings(redis_url=url, key_prefix="out", partitions=2, emit_buffer_max=10_000)
+    emitter = Emitter(settings, RedisTarget(url), worker_id="w1")
+    for i in range(2_000):
+        emitter.enqueued(f"j{i}", "q")  # must neither raise nor wait for Redis
+    assert emitter.pending() == 2_000 and emitter.dropped == 0
+    with tempfile.TemporaryDirectory() as tmp:
+        server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                   "--dir", tmp], stdout=subprocess.DEVNULL)
+        try:
+            client = redis.Redis(port=port)
+            for _ in range(100):
+                try:
+                    client.hset(Keys("out").meta, "partitions", 2)
+                    break
+                except redis.ConnectionError:
+                    time.sleep(0.05)
+            assert emitter.flush(timeout_s=20), "buffered events were not delivered"
+            assert sum(client.xlen(Keys("out").stream(p)) for p in range(2)) >= 2_000  # + heartbeats
+            assert emitter.close()
+        finally:
+            server.terminate()
+            server.wait()
+
+
+def test_buffer_bound_drops_oldest_and_counts(settings: Settings) -> None:
+    closed = f"redis://127.0.0.1:{_free_port()}/0"
+    tight = settings.model_copy(update={"redis_url": closed, "emit_buffer_max": 100})
+    emitter = Emitter(tight, RedisTarget(closed))
+    for i in range(250):
+        emitter.completed(f"j{i}", "q", processing_time_ms=3)
+    assert emitter.dropped == 150
+    assert len(emitter.buffer.items) == 100
+    assert emitter.buffer.items[0][1] == "j150"  # the oldest went first
+    emitter.emit("no_such_type", "j", "q")  # a caller's bug is logged and counted, never raised
+    assert emitter.dropped == 151

@@ -1,0 +1,69 @@
+"""Gauges never drift: random lifecycles, duplicated and reordered, against a reference model."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+import fakeredis
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aggregator.consumer import Aggregator
+from aggregator.keys import Keys, partition_of
+from aggregator.settings import Settings
+from tests.workload import Expected, lifecycle
+
+QUEUES = ["a", "b"]
+
+
+def _run(events: list[dict[str, object]], cfg: Settings) -> fakeredis.FakeRedis:
+    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    keys = Keys(cfg.key_prefix)
+    client.hset(keys.meta, "partitions", cfg.partitions)
+    for ev in events:
+        body = {k: v for k, v in ev.items() if k != "_ts_ms"}
+        client.xadd(keys.stream(partition_of(str(ev["queue_name"]), cfg.partitions)), {"event": orjson.dumps(body)})
+    Aggregator(cfg, client).run(drain=True)
+    return client
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 10**6),
+    n_jobs=st.integers(1, 12),
+    shuffle=st.booleans(),
+    dup_fraction=st.floats(0, 0.5),
+    batch_size=st.integers(1, 50),
+)
+def test_gauges_match_reference_model(seed: int, n_jobs: int, shuffle: bool, dup_fraction: float,
+                                      batch_size: int) -> None:
+    rng = random.Random(seed)
+    cfg = Settings(key_prefix="prop" + uuid.uuid4().hex[:6], partitions=2, batch_size=batch_size)
+    expected = Expected()
+    events = []
+    for j in range(n_jobs):
+        evs = lifecycle(rng, f"j{j}", rng.choice(QUEUES), 1_700_000_000_000 + rng.randint(0, 10_000))
+        for ev in evs:
+            expected.add(ev)
+        events.extend(evs)
+    events.extend(dict(ev) for ev in rng.sample(events, int(len(events) * dup_fraction)))
+    if shuffle:
+        rng.shuffle(events)  # reorder (within each partition, too)
+    client = _run(events, cfg)
+    keys = Keys(cfg.key_prefix)
+    for q in QUEUES:
+        p = partition_of(q, cfg.partitions)
+        assert client.zcard(keys.pending(p, q)) == expected.gauge(q, "P")
+        assert client.zcard(keys.running(p, q)) == expected.gauge(q, "R")
+        totals = {k.decode(): int(v) for k, v in client.hgetall(keys.totals(p, q)).items() if k.startswith(b"n:")}
+        assert totals == {f"n:{kind}": n for (qq, kind), n in expected.counts.items() if qq == q}
+        if not shuffle:
+            # in order, a pending job's score is when it last became pending
+            want = sorted(
+                max(e["_ts_ms"] for e in events if e["job_id"] == job and e["event_type"] in ("enqueued", "retried"))
+                for job, (_, _, state, queue) in expected.latest.items() if state == "P" and queue == q
+            )
+            got = sorted(int(s) for _, s in client.zrange(keys.pending(p, q), 0, -1, withscores=True))
+            assert got == want
