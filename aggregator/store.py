@@ -214,31 +214,28 @@ class StatsStore:
                 entry.last_ms = max(entry.last_ms, bounds.get(sig, {}).get("l", entry.last_ms))
         if not found:
             return []
+        # A signature lives in several partitions when queues of several share it: merge them,
+        # then describe each from one partition (type and sample are alike in all).
+        merged_sigs: dict[str, tuple[int, ErrorSignature]] = {}
+        for (p, sig), entry in found.items():
+            if sig not in merged_sigs:
+                merged_sigs[sig] = (p, entry)
+                continue
+            into = merged_sigs[sig][1]
+            into.count += entry.count
+            into.first_ms = min(into.first_ms, entry.first_ms)
+            into.last_ms = max(into.last_ms, entry.last_ms)
+            for q, n in entry.queues.items():
+                into.queues[q] = into.queues.get(q, 0) + n
         pipe = self.client.pipeline(transaction=False)
-        for p, sig in found:
+        for sig, (p, _) in merged_sigs.items():
             pipe.hmget(self.keys.error_sig(p, sig), ["type", "sample"])
-        # A signature lives in several partitions when several queues share it: merge them.
-        merged_sigs: dict[str, ErrorSignature] = {}
-        for ((_, sig), entry), (etype, sample) in zip(found.items(), await self._run(pipe), strict=True):
+        out = []
+        for (_, entry), (etype, sample) in zip(merged_sigs.values(), await self._run(pipe), strict=True):
             entry.error_type = etype.decode() if etype else "Error"
             entry.sample = sample.decode() if sample else ""
-            into = merged_sigs.setdefault(
-                sig,
-                ErrorSignature(
-                    sig,
-                    first_ms=entry.first_ms,
-                    last_ms=entry.last_ms,
-                    error_type=entry.error_type,
-                    sample=entry.sample,
-                ),
-            )
-            if into is not entry:
-                into.count += entry.count
-                into.first_ms = min(into.first_ms, entry.first_ms)
-                into.last_ms = max(into.last_ms, entry.last_ms)
-                for q, n in entry.queues.items():
-                    into.queues[q] = into.queues.get(q, 0) + n
-        return list(merged_sigs.values())
+            out.append(entry)
+        return out
 
     async def workers(self) -> list[Worker]:
         """Every worker's last heartbeat."""

@@ -51,8 +51,9 @@ class Window:
 def rate_window(now_s: float, settings: Settings, query: StatsQuery | None) -> Window:
     """The last ``rate_window_s`` in minute buckets, or the query's range in a fitting bucket size."""
     if query is None or not query.explicit_range:
-        start_s, end_s = int(now_s) - settings.rate_window_s + 1, int(now_s) + 1
-        gran = "m"
+        # a fixed number of minute buckets, the newest one still filling
+        start_s = int(now_s) - int(now_s) % 60 - (settings.rate_window_s // 60 - 1) * 60
+        end_s, gran = int(now_s) + 1, "m"
     else:
         start_s, end_s = query.start_s, query.end_s
         length = end_s - start_s
