@@ -24,12 +24,12 @@ class SystemAlert(BaseModel):
     """One health finding."""
 
     severity: str = Field(description="info, warning or critical.")
-    message: str
+    message: str = Field(description="What is wrong, for a person.")
     queue: str | None = Field(description="The queue concerned, if any.")
     metric: str | None = Field(description="The metric that crossed its threshold.")
     value: float | None = Field(description="The metric's current value.")
     threshold: float | None = Field(description="The threshold it crossed.")
-    timestamp: datetime
+    timestamp: datetime = Field(description="When the alert was evaluated (UTC).")
 
 
 class SystemHealth(BaseModel):
@@ -40,15 +40,15 @@ class SystemHealth(BaseModel):
     high_error_rate: bool = Field(description="Error rate in the window above the warning threshold.")
     queue_backlog: bool = Field(description="Some queue has more pending jobs than the backlog threshold.")
     slow_processing: bool = Field(description="Mean processing time above the slow threshold.")
-    alerts: list[SystemAlert]
+    alerts: list[SystemAlert] = Field(description="Every rule that fired.")
 
 
 class Latency(BaseModel):
     """Percentiles from the latency sketch (2 % relative error); null when no data."""
 
-    p50: float | None
-    p95: float | None
-    p99: float | None
+    p50: float | None = Field(description="Median, ms.")
+    p95: float | None = Field(description="95th percentile, ms.")
+    p99: float | None = Field(description="99th percentile, ms.")
 
 
 class SystemOverview(BaseModel):
@@ -64,7 +64,7 @@ class SystemOverview(BaseModel):
     overall_throughput: float = Field(description="Outcomes per minute in the rate window.")
     overall_error_rate: float = Field(description="Failures ÷ outcomes in the rate window (0 if none).")
     avg_processing_time_ms: float = Field(description="Mean processing_time_ms of outcomes in the window.")
-    system_health: SystemHealth
+    system_health: SystemHealth = Field(description="Health rules applied to the same figures.")
     uptime_seconds: int = Field(ge=0, description="Since the API process started.")
     last_updated: datetime = Field(description="When the aggregator last applied a batch (now if never).")
     # added fields
@@ -87,50 +87,50 @@ class SystemOverview(BaseModel):
 class QueueStats(BaseModel):
     """One queue."""
 
-    name: str
-    pending: int = Field(ge=0)
-    running: int = Field(ge=0)
-    completed_total: int = Field(ge=0)
+    name: str = Field(description="Queue name.")
+    pending: int = Field(ge=0, description="Jobs pending now.")
+    running: int = Field(ge=0, description="Jobs running now.")
+    completed_total: int = Field(ge=0, description="`completed` events ever.")
     failed_total: int = Field(ge=0, description="failed + timed_out events ever.")
-    dead_total: int = Field(ge=0)
+    dead_total: int = Field(ge=0, description="`dead` events ever.")
     throughput_per_minute: float = Field(description="Outcomes per minute in the window.")
-    avg_processing_time_ms: float
-    error_rate: float
-    oldest_pending_age_seconds: int | None = Field(ge=0)
+    avg_processing_time_ms: float = Field(description="Mean processing_time_ms of outcomes in the window.")
+    error_rate: float = Field(description="Failures ÷ outcomes in the window (0 if none).")
+    oldest_pending_age_seconds: int | None = Field(ge=0, description="Age of the oldest pending job; null if none.")
     priority_distribution: dict[str, float] = Field(description="% of enqueued jobs per priority, lifetime.")
     # added fields
-    enqueued_total: int = Field(ge=0)
-    retried_total: int = Field(ge=0)
-    timed_out_total: int = Field(ge=0)
-    cancelled_total: int = Field(ge=0)
-    processing_time_ms: Latency
-    wait_time_ms: Latency
+    enqueued_total: int = Field(ge=0, description="`enqueued` events ever.")
+    retried_total: int = Field(ge=0, description="`retried` events ever.")
+    timed_out_total: int = Field(ge=0, description="`timed_out` events ever (included in failed_total).")
+    cancelled_total: int = Field(ge=0, description="`cancelled` events ever.")
+    processing_time_ms: Latency = Field(description="Processing time percentiles in the window.")
+    wait_time_ms: Latency = Field(description="Enqueue-to-start wait percentiles in the window.")
 
 
 class HourlyTrend(BaseModel):
     """One time bucket (its size is the requested granularity)."""
 
     hour: datetime = Field(description="Bucket start, UTC-aligned (weeks start Monday).")
-    completed: int = Field(ge=0)
+    completed: int = Field(ge=0, description="`completed` events in the bucket.")
     failed: int = Field(ge=0, description="Failures (failed + timed_out + dead) in the bucket.")
     throughput: float = Field(description="Outcomes in the bucket ÷ minutes in the bucket.")
-    avg_processing_time_ms: float
-    error_rate: float
+    avg_processing_time_ms: float = Field(description="Mean processing_time_ms of outcomes in the bucket.")
+    error_rate: float = Field(description="Failures ÷ outcomes in the bucket (0 if none).")
     # added fields
-    enqueued: int = Field(ge=0)
-    processing_time_ms: Latency
+    enqueued: int = Field(ge=0, description="`enqueued` events in the bucket.")
+    processing_time_ms: Latency = Field(description="Processing time percentiles in the bucket.")
 
 
 class ErrorPattern(BaseModel):
     """Failures sharing one normalised message."""
 
-    error_type: str
-    count: int = Field(ge=0)
+    error_type: str = Field(description="The events' error_type, else one classified from the message.")
+    count: int = Field(ge=0, description="Failures with this signature in the range.")
     percentage: float = Field(description="% of failures carrying an error in the range.")
-    sample_message: str
-    first_seen: datetime
-    last_seen: datetime
-    affected_queues: list[str]
+    sample_message: str = Field(description="One message with this signature.")
+    first_seen: datetime = Field(description="Earliest event time in the range.")
+    last_seen: datetime = Field(description="Latest event time in the range.")
+    affected_queues: list[str] = Field(description="Queues it occurred in, sorted.")
 
 
 class PerformanceMetrics(BaseModel):
@@ -148,8 +148,8 @@ class PerformanceMetrics(BaseModel):
 class DetailedStats(BaseModel):
     """Overview, queues, trends, errors and performance in one response."""
 
-    overview: SystemOverview
-    queue_stats: list[QueueStats]
-    hourly_trends: list[HourlyTrend]
-    error_patterns: list[ErrorPattern]
-    performance_metrics: PerformanceMetrics
+    overview: SystemOverview = Field(description="As /api/stats/overview, rates over the range if one is given.")
+    queue_stats: list[QueueStats] = Field(description="One entry per queue asked for.")
+    hourly_trends: list[HourlyTrend] = Field(description="One entry per bucket at the requested granularity.")
+    error_patterns: list[ErrorPattern] = Field(description="Most frequent first, at most 100, hour resolution.")
+    performance_metrics: PerformanceMetrics = Field(description="How jobpulse and the workers perform.")

@@ -124,3 +124,16 @@ def test_health_reports_redis_down_in_the_envelope(settings: Settings) -> None:
         assert tc.get("/api/stats/overview").status_code == 503
         assert tc.get("/ready").status_code == 503
         assert tc.get("/health").json() == {"status": "ok"}
+
+
+def test_openapi_describes_every_response_field(api: TestClient) -> None:
+    schemas = api.get("/openapi.json").json()["components"]["schemas"]
+    missing = [
+        f"{name}.{field}"
+        for name, schema in schemas.items()
+        if name in {"SystemOverview", "SystemHealth", "SystemAlert", "QueueStats", "HourlyTrend", "ErrorPattern",
+                    "PerformanceMetrics", "DetailedStats", "Latency"}
+        for field, prop in schema.get("properties", {}).items()
+        if not prop.get("description")
+    ]
+    assert not missing

@@ -67,3 +67,15 @@ def test_gauges_match_reference_model(seed: int, n_jobs: int, shuffle: bool, dup
             )
             got = sorted(int(s) for _, s in client.zrange(keys.pending(p, q), 0, -1, withscores=True))
             assert got == want
+
+
+def test_future_events_are_clamped_to_arrival_and_counted() -> None:
+    cfg = Settings(key_prefix="clamp", partitions=1)
+    arrival_guess_ms = int(__import__("time").time() * 1000)
+    ev = {"event_id": "e1", "job_id": "j", "queue_name": "a", "event_type": "enqueued",
+          "timestamp": "2999-01-01T00:00:00Z", "_ts_ms": 0}
+    client = _run([ev], cfg)
+    keys = Keys("clamp")
+    assert client.hget(keys.watermark(0), "clamped") == b"1"
+    stored = int(client.hget(keys.job(0, "j"), "t") or 0)
+    assert abs(stored - arrival_guess_ms) < 60_000  # the arrival time, not the year 2999
