@@ -10,7 +10,7 @@ from typing import Any
 
 import redis.asyncio
 
-from aggregator.buffer import EventBuffer, Payload
+from aggregator.buffer import EventBuffer
 from aggregator.connection import RedisTarget
 from aggregator.emitter import SendLoop
 from aggregator.lifecycle import LifecycleMethods
@@ -34,11 +34,9 @@ class AsyncEmitter(LifecycleMethods):
         self.buffer = EventBuffer(settings, worker_id, queues, concurrency)
         opts: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
         self._client = client or (target or RedisTarget(settings.redis_url)).asyncio(**opts)
-        self._loop = SendLoop()
-        self._inflight: list[Payload] = []
+        self._loop = SendLoop(self.buffer, settings.heartbeat_interval_s)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._next_heartbeat = 0.0
 
     def _wake(self) -> None:
         self._wakeup.set()
@@ -51,7 +49,7 @@ class AsyncEmitter(LifecycleMethods):
 
     def pending(self) -> int:
         """Events not yet accepted by Redis."""
-        return len(self.buffer.items) + len(self._inflight)
+        return self._loop.pending()
 
     async def flush(self, timeout_s: float = 5.0) -> bool:
         """Wait until every buffered event is in Redis; False on timeout."""
@@ -91,25 +89,13 @@ class AsyncEmitter(LifecycleMethods):
     async def _send_all(self) -> float:
         try:
             if self._loop.partitions is None:
-                raw = await self._client.hget(self.buffer.keys.meta, "partitions")
-                if raw is None:
-                    raise ConnectionError(f"{self.buffer.keys.meta} not set yet: no aggregator has started")
-                self._loop.partitions = int(raw)
-            partitions = self._loop.partitions
-            if time.monotonic() >= self._next_heartbeat:
-                self._inflight.append(self.buffer.heartbeat(partitions, self.settings.heartbeat_interval_s))
-                self._next_heartbeat = time.monotonic() + self.settings.heartbeat_interval_s
-            while True:
-                if not self._inflight:
-                    self._inflight = self.buffer.take(partitions)
-                if not self._inflight:
-                    break
+                self._loop.set_partitions(await self._client.hget(self.buffer.keys.meta, "partitions"))
+            while batch := self._loop.next_batch():
                 pipe = self._client.pipeline(transaction=False)
-                for stream, name, body in self._inflight:
+                for stream, name, body in batch:
                     pipe.xadd(stream, {name: body}, maxlen=self.settings.stream_maxlen, approximate=True)
                 await pipe.execute()
-                self._inflight = []
-                self._loop.ok()
+                self._loop.sent()
         except Exception as exc:  # the task must outlive any Redis trouble
-            return self._loop.failed(exc, self.buffer)
+            return self._loop.failed(exc)
         return 0.0

@@ -74,8 +74,3 @@ def ensure_meta(client: redis.Redis, keys: Keys, partitions: int) -> int:
         )
     return stored
 
-
-def read_partitions(client: redis.Redis, keys: Keys) -> int | None:
-    """P as stored by the first aggregator, or None if none has started yet."""
-    raw = client.hget(keys.meta, "partitions")
-    return int(raw) if raw is not None else None

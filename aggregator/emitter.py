@@ -16,7 +16,7 @@ from typing import Any
 import redis
 
 from aggregator.buffer import EventBuffer, Payload
-from aggregator.connection import RedisTarget, read_partitions
+from aggregator.connection import RedisTarget
 from aggregator.lifecycle import LifecycleMethods
 from aggregator.settings import Settings
 
@@ -27,14 +27,39 @@ WARN_EVERY_S = 30.0
 
 
 class SendLoop:
-    """Backoff and rate-limited warnings for a sender that may meet a dead Redis."""
+    """What the sync and asyncio senders share: the batch in flight (kept until
+    Redis takes it), heartbeat timing, backoff and rate-limited warnings."""
 
-    def __init__(self) -> None:
+    def __init__(self, buffer: EventBuffer, heartbeat_interval_s: float) -> None:
+        self.buffer = buffer
+        self.heartbeat_interval_s = heartbeat_interval_s
         self.backoff_s = 0.0
         self.last_warning = 0.0
         self.partitions: int | None = None
+        self.inflight: list[Payload] = []
+        self.next_heartbeat = 0.0
 
-    def failed(self, exc: Exception, buffer: EventBuffer) -> float:
+    def set_partitions(self, raw: bytes | str | None) -> int:
+        """Record P as read from the meta key; raises while no aggregator has set it."""
+        if raw is None:
+            raise ConnectionError(f"{self.buffer.keys.meta} not set yet: no aggregator has started")
+        self.partitions = int(raw)
+        return self.partitions
+
+    def next_batch(self) -> list[Payload]:
+        """What to send now: the batch that failed last time, else a new one (with a heartbeat when due)."""
+        if not self.inflight and self.partitions is not None:
+            if time.monotonic() >= self.next_heartbeat:
+                self.inflight.append(self.buffer.heartbeat(self.partitions, self.heartbeat_interval_s))
+                self.next_heartbeat = time.monotonic() + self.heartbeat_interval_s
+            self.inflight.extend(self.buffer.take(self.partitions))
+        return self.inflight
+
+    def pending(self) -> int:
+        """Events not yet accepted by Redis."""
+        return len(self.buffer.items) + len(self.inflight)
+
+    def failed(self, exc: Exception) -> float:
         """Seconds to wait before the next try."""
         self.backoff_s = min(MAX_BACKOFF_S, max(0.05, self.backoff_s * 2))
         now = time.monotonic()
@@ -43,13 +68,14 @@ class SendLoop:
             log.warning(
                 "jobpulse: cannot reach Redis (%s); %d events buffered, %d dropped so far",
                 exc,
-                len(buffer.items),
-                buffer.dropped,
+                len(self.buffer.items),
+                self.buffer.dropped,
             )
         return self.backoff_s
 
-    def ok(self) -> None:
-        """A send went through."""
+    def sent(self) -> None:
+        """Redis took the batch in flight."""
+        self.inflight = []
         self.backoff_s = 0.0
 
 
@@ -70,11 +96,9 @@ class Emitter(LifecycleMethods):
         self.buffer = EventBuffer(settings, worker_id, queues, concurrency)
         opts: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
         self._client = client or (target or RedisTarget(settings.redis_url)).sync(**opts)
-        self._loop = SendLoop()
-        self._inflight: list[Payload] = []
+        self._loop = SendLoop(self.buffer, settings.heartbeat_interval_s)
         self._wakeup = threading.Event()
         self._closing = threading.Event()
-        self._next_heartbeat = 0.0
         self._thread = threading.Thread(target=self._run, name="jobpulse-emitter", daemon=True)
         self._thread.start()
 
@@ -88,7 +112,7 @@ class Emitter(LifecycleMethods):
 
     def pending(self) -> int:
         """Events not yet accepted by Redis."""
-        return len(self.buffer.items) + len(self._inflight)
+        return self._loop.pending()
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Wait until every buffered event is in Redis; False on timeout."""
@@ -125,24 +149,13 @@ class Emitter(LifecycleMethods):
         """Send every buffered batch; seconds to back off, or 0."""
         try:
             if self._loop.partitions is None:
-                self._loop.partitions = read_partitions(self._client, self.buffer.keys)
-                if self._loop.partitions is None:
-                    raise ConnectionError(f"{self.buffer.keys.meta} not set yet: no aggregator has started")
-            partitions = self._loop.partitions
-            if time.monotonic() >= self._next_heartbeat:
-                self._inflight.append(self.buffer.heartbeat(partitions, self.settings.heartbeat_interval_s))
-                self._next_heartbeat = time.monotonic() + self.settings.heartbeat_interval_s
-            while True:
-                if not self._inflight:
-                    self._inflight = self.buffer.take(partitions)
-                if not self._inflight:
-                    break
+                self._loop.set_partitions(self._client.hget(self.buffer.keys.meta, "partitions"))
+            while batch := self._loop.next_batch():
                 pipe = self._client.pipeline(transaction=False)
-                for stream, name, body in self._inflight:
+                for stream, name, body in batch:
                     pipe.xadd(stream, {name: body}, maxlen=self.settings.stream_maxlen, approximate=True)
                 pipe.execute()
-                self._inflight = []
-                self._loop.ok()
+                self._loop.sent()
         except Exception as exc:  # never let the thread die; retry what was in flight
-            return self._loop.failed(exc, self.buffer)
+            return self._loop.failed(exc)
         return 0.0

@@ -62,3 +62,29 @@ def test_buffer_bound_drops_oldest_and_counts(settings: Settings) -> None:
     assert emitter.buffer.items[0][1] == "j150"  # the oldest went first
     emitter.emit("no_such_type", "j", "q")  # a caller's bug is logged and counted, never raised
     assert emitter.dropped == 151
+
+
+def test_async_emitter_delivers_and_counts_once(settings: Settings, client: redis.Redis) -> None:
+    import asyncio
+
+    from aggregator.async_emitter import AsyncEmitter
+    from aggregator.consumer import Aggregator
+    from aggregator.keys import partition_of
+
+    agg = Aggregator(settings, client)  # writes the meta the emitter reads
+
+    async def work() -> None:
+        async with AsyncEmitter(settings, RedisTarget(settings.redis_url), worker_id="aw", concurrency=2) as em:
+            for i in range(300):
+                em.enqueued(f"j{i}", "async-q")
+                em.started(f"j{i}", "async-q", wait_time_ms=5)
+                em.completed(f"j{i}", "async-q", processing_time_ms=7)
+            assert await em.flush(timeout_s=10)
+
+    asyncio.run(work())
+    agg.run(drain=True)
+    p = partition_of("async-q", settings.partitions)
+    totals = client.hgetall(Keys(settings.key_prefix).totals(p, "async-q"))
+    assert (totals[b"n:enqueued"], totals[b"n:completed"]) == (b"300", b"300")
+    workers = client.hgetall(Keys(settings.key_prefix).workers(partition_of("aw", settings.partitions)))
+    assert b"aw" in workers
