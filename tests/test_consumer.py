@@ -111,3 +111,18 @@ def test_two_aggregators_started_together_share_without_double_counting(
     a.release_all()
     b.run(drain=True)
     assert_exact(client, settings, expected)
+
+
+def test_sigterm_finishes_and_releases_the_leases(settings: Settings, client: redis.Redis) -> None:
+    keys = Keys(settings.key_prefix)
+    client.hset(keys.meta, mapping={"partitions": settings.partitions, "version": "1"})
+    proc = _spawn(settings)
+    deadline = time.monotonic() + 30
+    while not all(client.exists(keys.lease(p)) for p in range(settings.partitions)):
+        assert time.monotonic() < deadline and proc.poll() is None, "the aggregator never took its leases"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert not any(client.exists(keys.lease(p)) for p in range(settings.partitions))
+    assert client.zcard(keys.aggregators) == 0
