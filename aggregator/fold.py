@@ -142,6 +142,7 @@ def fold(entries: list[Entry], prior: Prior, cfg: FoldConfig) -> Effects:
     wm = keys.watermark(p)
     seen = set(prior.seen_event_ids)
     tracks: dict[str, _Track] = {}
+    minutes: dict[tuple[str, int, int], _MinuteTally] = {}
     for entry in entries:
         item = entry.item
         if isinstance(item, Rejected):
@@ -158,7 +159,7 @@ def fold(entries: list[Entry], prior: Prior, cfg: FoldConfig) -> Effects:
                 item.ts_ms = entry.arrival_ms
                 fx.add(wm, "clamped")
             fx.add(wm, "events")
-            _fold_counts(fx, item, entry.arrival_ms, cfg)
+            _fold_counts(fx, minutes, item, entry.arrival_ms, cfg)
             track = tracks.get(item.job_id)
             if track is None:
                 known = prior.jobs.get(item.job_id)
@@ -167,6 +168,7 @@ def fold(entries: list[Entry], prior: Prior, cfg: FoldConfig) -> Effects:
             _advance(track, item)
     for job_id, track in tracks.items():
         _fold_job(fx, job_id, track, cfg)
+    _roll_up(fx, minutes, cfg)
     return fx
 
 
@@ -216,7 +218,9 @@ def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig) -> None:
     fx.expire_s[job_key] = cfg.dedup_window_s if cur.state == FINISHED else cfg.job_ttl_s
 
 
-def _fold_counts(fx: Effects, ev: Event, arrival_ms: int, cfg: FoldConfig) -> None:
+def _fold_counts(
+    fx: Effects, minutes: dict[tuple[str, int, int], _MinuteTally], ev: Event, arrival_ms: int, cfg: FoldConfig
+) -> None:
     keys, p, q, kind = cfg.keys, cfg.partition, ev.queue, ev.type
     fx.sadd[keys.queues(p)].add(q)
     totals = keys.totals(p, q)
@@ -228,33 +232,64 @@ def _fold_counts(fx: Effects, ev: Event, arrival_ms: int, cfg: FoldConfig) -> No
     if ev.job_type:
         fx.add(totals, f"t:{kind}:{ev.job_type}")
     arrival_s = arrival_ms // 1000
-    for gran, step_s in GRANULARITY_S.items():
-        start = bucket_start(ev.ts_ms, step_s)
-        expire_at = start + step_s + cfg.retention_s[gran]
-        if expire_at <= arrival_s:
-            continue  # that bucket has already expired; writing would resurrect it
-        for key in (keys.bucket(p, gran, start, q), keys.bucket(p, gran, start)):
-            _fold_bucket(fx, key, ev)
-            fx.expire_at_s[key] = expire_at
+    minute = bucket_start(ev.ts_ms, 60)
+    alive = 0  # bit per granularity whose bucket still exists; writing an expired one would resurrect it
+    for bit, (gran, step_s) in enumerate(GRANULARITY_S.items()):
+        if minute - minute % step_s + step_s + cfg.retention_s[gran] > arrival_s:
+            alive |= 1 << bit
+    if alive:
+        _fold_bucket(minutes.setdefault((q, minute, alive), _MinuteTally()), ev)
     if kind in FAILURES and ev.error_message is not None:
         _fold_error(fx, ev, cfg)
 
 
-def _fold_bucket(fx: Effects, key: str, ev: Event) -> None:
+@dataclass(slots=True)
+class _MinuteTally:
+    """One queue's bucket fields for one event-time minute of the batch."""
+
+    adds: dict[str, int] = field(default_factory=dict)
+    maxes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, fld: str, n: int = 1) -> None:
+        self.adds[fld] = self.adds.get(fld, 0) + n
+
+    def maximum(self, fld: str, value: int) -> None:
+        if value > self.maxes.get(fld, -1):
+            self.maxes[fld] = value
+
+
+def _fold_bucket(t: _MinuteTally, ev: Event) -> None:
     kind = ev.type
-    fx.add(key, "n:" + kind)
+    t.add("n:" + kind)
     if kind == "enqueued":
-        fx.add(key, "p:" + ev.priority)
+        t.add("p:" + ev.priority)
     elif kind in OUTCOMES and ev.processing_ms is not None:
-        fx.add(key, "pt_sum", ev.processing_ms)
-        fx.add(key, "pt_n")
-        fx.maximum(key, "pt_max", ev.processing_ms)
-        fx.add(key, f"ps:{sketch.bin_of(ev.processing_ms)}")
+        t.add("pt_sum", ev.processing_ms)
+        t.add("pt_n")
+        t.maximum("pt_max", ev.processing_ms)
+        t.add(f"ps:{sketch.bin_of(ev.processing_ms)}")
     elif kind == "started" and ev.wait_ms is not None:
-        fx.add(key, "wt_sum", ev.wait_ms)
-        fx.add(key, "wt_n")
-        fx.maximum(key, "wt_max", ev.wait_ms)
-        fx.add(key, f"ws:{sketch.bin_of(ev.wait_ms)}")
+        t.add("wt_sum", ev.wait_ms)
+        t.add("wt_n")
+        t.maximum("wt_max", ev.wait_ms)
+        t.add(f"ws:{sketch.bin_of(ev.wait_ms)}")
+
+
+def _roll_up(fx: Effects, minutes: dict[tuple[str, int, int], _MinuteTally], cfg: FoldConfig) -> None:
+    """Add each minute tally into its minute, hour and day buckets, per queue and partition-wide."""
+    keys, p = cfg.keys, cfg.partition
+    for (q, minute, alive), t in minutes.items():
+        for bit, (gran, step_s) in enumerate(GRANULARITY_S.items()):
+            if not alive >> bit & 1:
+                continue
+            start = minute - minute % step_s
+            for key in (keys.bucket(p, gran, start, q), keys.bucket(p, gran, start)):
+                dst = fx.incr[key]
+                for fld, n in t.adds.items():
+                    dst[fld] = dst.get(fld, 0) + n
+                for fld, value in t.maxes.items():
+                    fx.maximum(key, fld, value)
+                fx.expire_at_s[key] = start + step_s + cfg.retention_s[gran]
 
 
 def _fold_error(fx: Effects, ev: Event, cfg: FoldConfig) -> None:
