@@ -208,7 +208,6 @@ class Aggregator:
             dedup_window_s=s.dedup_window_s,
             job_ttl_s=s.job_ttl_s,
             future_tolerance_ms=s.future_tolerance_s * 1000,
-            max_entry_bytes=s.max_entry_bytes,
         )
         effects = fold(entries, self._read_prior(p, jobs_to_read(entries)), cfg)
         if new_lost:

@@ -95,7 +95,6 @@ class FoldConfig:
     dedup_window_s: int
     job_ttl_s: int
     future_tolerance_ms: int
-    max_entry_bytes: int
 
 
 @dataclass
@@ -105,6 +104,7 @@ class _Track:
     prior: JobState | None
     current: JobState | None
     entered_ms: int | None = None  # set when the batch moved the job into a new state
+    moved: bool = False  # the batch has a newer latest event (the state may be unchanged)
     event_ids: list[str] = field(default_factory=list)
 
 
@@ -183,6 +183,7 @@ def _advance(track: _Track, ev: Event) -> None:
     if cur is None or cur.state != state or cur.queue != ev.queue:
         track.entered_ms = ev.ts_ms
     track.current = JobState(state, ev.ts_ms, rank, ev.queue)
+    track.moved = True
 
 
 def _gauge_key(keys: Keys, p: int, state: str, queue: str) -> str | None:
@@ -211,6 +212,8 @@ def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig) -> None:
                 fx.zrem[key].add(job_id)
         if new_set:
             fx.zadd[new_set][job_id] = track.entered_ms
+    if track.moved:
+        # stored even when the state is unchanged: a later, older event must compare against it
         fx.hset[job_key].update(s=cur.state, t=str(cur.ts_ms), o=str(cur.rank), q=cur.queue)
     for event_id in track.event_ids:
         fx.hset[job_key]["e:" + event_id] = "1"

@@ -51,7 +51,7 @@ class PartitionStatus:
 
     @property
     def lag_s(self) -> float:
-        """Age of the oldest unapplied entry's successor gap: newest entry time − watermark time."""
+        """How far behind the aggregator is: newest entry time − last applied entry time, seconds."""
         if self.newest_entry_ms is None:
             return 0.0
         return max(0.0, (self.newest_entry_ms - (self.watermark_ms or 0)) / 1000)

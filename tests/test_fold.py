@@ -7,7 +7,7 @@ import uuid
 
 import fakeredis
 import orjson
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aggregator.consumer import Aggregator
@@ -29,7 +29,10 @@ def _run(events: list[dict[str, object]], cfg: Settings) -> fakeredis.FakeRedis:
     return client
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
+# found by hypothesis: a newer event that left the state unchanged was not stored, so an
+# older retried event later looked newest and put a running job back to pending
+@example(seed=1, n_jobs=9, shuffle=True, dup_fraction=0.375, batch_size=1)
 @given(
     seed=st.integers(0, 10**6),
     n_jobs=st.integers(1, 12),
