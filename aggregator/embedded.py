@@ -26,7 +26,7 @@ class EmbeddedRedis:
         """A target for the embedded store (a redis-server child when possible)."""
         binary = shutil.which("redis-server")
         if binary:
-            port = _free_port()
+            port = free_port()
             self._dir = tempfile.TemporaryDirectory(prefix="jobpulse-redis-")
             self.process = subprocess.Popen(
                 [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -62,7 +62,8 @@ class EmbeddedRedis:
             self._dir.cleanup()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]

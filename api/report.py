@@ -10,7 +10,7 @@ from aggregator import stats
 from aggregator.keys import GRANULARITY_S
 from aggregator.settings import Settings
 from aggregator.stats import Tally, merged
-from aggregator.store import QueueSnapshot, StatsStore
+from aggregator.store import QueueSnapshot, StatsStore, Worker
 from api import health as rules
 from api.models import (
     DetailedStats,
@@ -83,12 +83,13 @@ class Reporter:
         snaps = await self.store.snapshots(names, "m", [])
         window = rate_window(self.now_s, self.settings, query)
         overall = await self.store.series(window.gran, window.starts, wanted)
-        return await self._overview(snaps, merged(overall), window)
+        return await self._overview(snaps, merged(overall), window, await self.store.workers())
 
-    async def _overview(self, snaps: list[QueueSnapshot], window_tally: Tally, window: Window) -> SystemOverview:
+    async def _overview(
+        self, snaps: list[QueueSnapshot], window_tally: Tally, window: Window, workers: list[Worker]
+    ) -> SystemOverview:
         totals = merged(s.totals for s in snaps)
         parts = await self.store.partitions_status()
-        workers = await self.store.workers()
         oldest = min((s.oldest_pending_ms for s in snaps if s.oldest_pending_ms is not None), default=None)
         health = rules.evaluate(
             rules.HealthInputs(
@@ -211,10 +212,10 @@ class Reporter:
         window = rate_window(self.now_s, self.settings, query)
         snaps = await self.store.snapshots(names, window.gran, window.starts)
         window_tally = merged(s.window for s in snaps)
-        overview = await self._overview(snaps, window_tally, window)
+        workers = await self.store.workers()
+        overview = await self._overview(snaps, window_tally, window, workers)
         trends = await self.trends(query)
         patterns = await self.error_patterns(query)
-        workers = await self.store.workers()
         active = [w for w in workers if rules.is_active(w, int(self.now_s * 1000))]
         capacity = sum(w.concurrency for w in active)
         memory_mb, cpu_pct = await self.store.aggregator_usage()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -12,20 +11,15 @@ import pytest
 import redis
 
 from aggregator.connection import RedisTarget
+from aggregator.embedded import free_port
 from aggregator.emitter import Emitter
 from aggregator.keys import Keys
 from aggregator.settings import Settings
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="needs the redis-server binary")
 def test_emitter_buffers_through_an_outage_and_delivers_after() -> None:
-    port = _free_port()  # nothing listens here yet
+    port = free_port()  # nothing listens here yet
     url = f"redis://127.0.0.1:{port}/0"
     settings = Settings(redis_url=url, key_prefix="out", partitions=2, emit_buffer_max=10_000)
     emitter = Emitter(settings, RedisTarget(url), worker_id="w1")
@@ -52,7 +46,7 @@ def test_emitter_buffers_through_an_outage_and_delivers_after() -> None:
 
 
 def test_buffer_bound_drops_oldest_and_counts(settings: Settings) -> None:
-    closed = f"redis://127.0.0.1:{_free_port()}/0"
+    closed = f"redis://127.0.0.1:{free_port()}/0"
     tight = settings.model_copy(update={"redis_url": closed, "emit_buffer_max": 100})
     emitter = Emitter(tight, RedisTarget(closed))
     for i in range(250):
