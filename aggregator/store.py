@@ -107,12 +107,6 @@ class StatsStore:
         """Partition holding a queue's keys."""
         return partition_of(queue, self.partitions)
 
-    async def ping(self) -> float:
-        """Measured round trip of one PING, seconds."""
-        start = time.perf_counter()
-        await self.client.ping()
-        return time.perf_counter() - start
-
     async def queue_names(self) -> list[str]:
         """Every queue ever seen, sorted."""
         pipe = self.client.pipeline(transaction=False)
@@ -141,7 +135,6 @@ class StatsStore:
             totals_raw, pending, running, oldest, *buckets = results[i * step : (i + 1) * step]
             first = totals_raw.pop(b"first_ms", None)
             last = totals_raw.pop(b"last_ms", None)
-            totals_raw = {k: v for k, v in totals_raw.items() if not k.startswith(b"t:")}
             out.append(
                 QueueSnapshot(
                     name=q,
@@ -154,20 +147,6 @@ class StatsStore:
                     last_ms=int(last) if last else None,
                 )
             )
-        return out
-
-    async def job_types(self, queues: list[str]) -> dict[str, dict[str, dict[str, int]]]:
-        """queue -> job_type -> event type -> lifetime count."""
-        pipe = self.client.pipeline(transaction=False)
-        for q in queues:
-            pipe.hgetall(self.keys.totals(self.partition(q), q))
-        out: dict[str, dict[str, dict[str, int]]] = {}
-        for q, raw in zip(queues, await self._run(pipe), strict=True):
-            for k, v in raw.items():
-                name = k.decode()
-                if name.startswith("t:"):
-                    _, kind, job_type = name.split(":", 2)
-                    out.setdefault(q, {}).setdefault(job_type, {})[kind] = int(v)
         return out
 
     async def series(self, gran: str, starts: list[int], queues: list[str] | None) -> list[Tally]:
