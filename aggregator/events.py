@@ -8,6 +8,7 @@ heartbeats travel in the same streams under the field ``heartbeat``.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -138,6 +139,11 @@ def parse_event(raw: bytes, max_bytes: int) -> Event | Rejected:
     """Validate one ``event`` field value; never raises."""
     if len(raw) > max_bytes:
         return Rejected(f"entry too large: {len(raw)} bytes > {max_bytes}", raw[:1024])
+    return fast_event(raw) or model_event(raw)
+
+
+def model_event(raw: bytes) -> Event | Rejected:
+    """Validate with the pydantic model: the definition of a valid event, and its error messages."""
     try:
         ev = JobEvent.model_validate_json(raw)
     except ValidationError as exc:
@@ -159,6 +165,68 @@ def parse_event(raw: bytes, max_bytes: int) -> Event | Rejected:
         worker_id=ev.worker_id,
         job_type=ev.job_type,
     )
+
+
+_EVENT_TYPES = frozenset(t.value for t in EventType)
+_PRIORITIES = frozenset(p.value for p in Priority)
+_ISO_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+
+
+def fast_event(raw: bytes) -> Event | None:
+    """The common, plainly valid event without pydantic (4x faster); None means "ask the model".
+
+    It accepts a subset of what :class:`JobEvent` accepts and gives the same
+    result for it (``tests/test_events.py`` checks this on generated input).
+    """
+    try:
+        d = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(d) is not dict:
+        return None
+    event_id, job_id, queue, kind = d.get("event_id"), d.get("job_id"), d.get("queue_name"), d.get("event_type")
+    priority, ts = d.get("priority", "normal"), d.get("timestamp")
+    if not (
+        type(event_id) is str and 0 < len(event_id) <= 100
+        and type(job_id) is str and 0 < len(job_id) <= 200
+        and type(queue) is str and 0 < len(queue) <= 200
+        and type(kind) is str and kind in _EVENT_TYPES
+        and type(priority) is str and priority.lower() in _PRIORITIES
+        and type(ts) is str and _ISO_UTC.fullmatch(ts)
+        and _optional_int(d, "processing_time_ms", 0)
+        and _optional_int(d, "wait_time_ms", 0)
+        and _optional_int(d, "attempt", 1)
+        and _optional_str(d, "worker_id") and _optional_str(d, "job_type")
+    ):
+        return None
+    metadata = d.get("metadata")
+    if metadata is not None and not (type(metadata) is dict and all(type(v) is str for v in metadata.values())):
+        return None
+    error, message, error_type = d.get("error"), None, None
+    if error is not None:
+        if type(error) is not dict or not _optional_str(error, "error_type"):
+            return None
+        if not _optional_int(error, "retry_attempt", 0):
+            return None
+        message, error_type = error.get("message"), error.get("error_type")
+        if type(message) is not str or len(message) > 10_000:
+            return None
+    try:
+        moment = datetime.fromisoformat(ts)
+    except ValueError:
+        return None
+    return Event(event_id, job_id, queue, kind, priority.lower(), to_ms(moment), d.get("processing_time_ms"),
+                 d.get("wait_time_ms"), message, error_type, d.get("worker_id"), d.get("job_type"))
+
+
+def _optional_int(d: dict[str, Any], name: str, low: int) -> bool:
+    value = d.get(name)
+    return value is None or (type(value) is int and value >= low)
+
+
+def _optional_str(d: dict[str, Any], name: str) -> bool:
+    value = d.get(name)
+    return value is None or (type(value) is str and len(value) <= 200)
 
 
 def parse_heartbeat(raw: bytes, max_bytes: int) -> Heartbeat | Rejected:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import orjson
+import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aggregator.consumer import Aggregator
+from aggregator.events import Rejected, fast_event, model_event
 from aggregator.keys import Keys
 from aggregator.settings import Settings
 from tests.workload import event
@@ -46,3 +51,82 @@ def test_malformed_entries_go_to_the_dead_letter_stream(settings: Settings, clie
     assert client.hget(keys.totals(0, "q"), "n:enqueued") == str(len(GOOD)).encode()
     wm = client.hgetall(keys.watermark(0))
     assert int(wm[b"dead_letters"]) == len(BAD) + 1 and int(wm[b"events"]) == len(GOOD)
+
+
+# A valid event, then at most a few fields swapped for edge values, valid or not.
+_VALID = {
+    "event_id": st.text(min_size=1, max_size=100),
+    "job_id": st.text(min_size=1, max_size=200),
+    "queue_name": st.sampled_from(["q", "ü {a}:b", "x" * 200]),
+    "event_type": st.sampled_from(["enqueued", "started", "completed", "failed", "dead", "timed_out"]),
+    "timestamp": st.datetimes(timezones=st.timezones()).map(lambda d: d.isoformat()),
+    "priority": st.sampled_from(["HIGH", "low", "Normal", "critical", "background"]),
+    "processing_time_ms": st.integers(0, 10**9) | st.none(),
+    "wait_time_ms": st.integers(0, 10**9),
+    "attempt": st.integers(1, 9),
+    "worker_id": st.text(max_size=200),
+    "job_type": st.text(max_size=200) | st.none(),
+    "metadata": st.dictionaries(st.text(max_size=2), st.text(max_size=2), max_size=2),
+    "error": st.fixed_dictionaries({"message": st.text(max_size=5)}, optional={
+        "error_type": st.none() | st.text(max_size=200), "retry_attempt": st.integers(0, 2)}),
+    "payload": st.recursive(st.none() | st.integers(), lambda c: st.lists(c, max_size=2), max_leaves=4),
+}
+_EDGE = (st.none() | st.booleans() | st.integers(-2, 2) | st.integers(2**63, 2**70) | st.floats()
+         | st.sampled_from(["", "x" * 101, "x" * 201, "Failed", "urgent", "2026-11-28T10:00:00",
+                            "2026-02-30T10:00:00Z", "2026-11-28T24:00:00Z", "2026-11-28 10:00:00Z",
+                            "2026-11-28T10:00:00.1234567Z", "2026-11-28T10:00:00+25:00"])
+         | st.lists(st.integers(), max_size=2) | st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
+
+
+@st.composite
+def _bodies(draw: st.DrawFn) -> dict[str, object]:
+    body = draw(st.fixed_dictionaries({k: v for k, v in _VALID.items() if k in _REQUIRED},
+                                      optional={k: v for k, v in _VALID.items() if k not in _REQUIRED}))
+    for name in draw(st.lists(st.sampled_from([*_VALID, "error.message", "error.error_type"]), max_size=2)):
+        if name.startswith("error."):
+            error = body.get("error")
+            body["error"] = {**(error if isinstance(error, dict) else {}), name[6:]: draw(_EDGE)}
+        else:
+            body[name] = draw(_EDGE)
+    return body
+
+
+_REQUIRED = ("event_id", "job_id", "queue_name", "event_type", "timestamp")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_bodies())
+def test_fast_path_agrees_with_the_model(body: dict[str, object]) -> None:
+    raw = json.dumps(body).encode()  # unlike orjson, writes ints past 64 bits and NaN
+    fast = fast_event(raw)
+    model = model_event(raw)
+    if fast is not None:  # where the fast path answers, it answers exactly as the model
+        assert fast == model
+    else:
+        assert model is not None
+
+
+def test_fast_path_takes_the_emitters_events() -> None:
+    for body in GOOD:
+        assert fast_event(orjson.dumps({k: v for k, v in body.items() if k != "_ts_ms"})) is not None
+
+
+_BASE = {"event_id": "e", "job_id": "j", "queue_name": "q", "event_type": "failed",
+         "timestamp": "2026-11-28T10:00:00Z", "error": {"message": "boom"}}
+_BOUNDARIES = [
+    *({name: "x" * n} for name, limit in (("event_id", 100), ("job_id", 200), ("queue_name", 200),
+                                         ("worker_id", 200), ("job_type", 200)) for n in (limit, limit + 1)),
+    *({name: n} for name, low in (("processing_time_ms", 0), ("wait_time_ms", 0), ("attempt", 1))
+      for n in (low - 1, low)),
+    {"error": {"message": "x" * 10_000}}, {"error": {"message": "x" * 10_001}},
+    {"error": {"message": "m", "error_type": "x" * 200}}, {"error": {"message": "m", "error_type": "x" * 201}},
+    {"error": {"message": "m", "retry_attempt": -1}}, {"error": {"message": "m", "retry_attempt": 0}},
+]
+
+
+@pytest.mark.parametrize("change", _BOUNDARIES, ids=lambda c: f"{next(iter(c))}")
+def test_fast_path_agrees_at_each_limit(change: dict[str, object]) -> None:
+    raw = orjson.dumps({**_BASE, **change})
+    fast, model = fast_event(raw), model_event(raw)
+    assert fast is None or fast == model
+    assert (fast is None) == isinstance(model, Rejected)  # every valid boundary case takes the fast path
