@@ -11,14 +11,16 @@ import os
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
+import orjson
 import redis
 
 from aggregator.connection import ensure_meta
-from aggregator.fold import FoldConfig, JobState, Prior, fold, jobs_to_read, parse_entries
+from aggregator.fold import Entry, FoldConfig, JobState, Prior, fold, jobs_to_read, parse_entries
 from aggregator.keys import Keys
 from aggregator.lease import Leases
 from aggregator.settings import Settings
@@ -38,6 +40,22 @@ for i = 1, #info, 2 do
   if info[i] == 'entries-added' then added = info[i + 1] end
 end
 return {entries, unread, added}
+"""
+
+# The stored state of each job of a batch and which of its events were applied,
+# in one round trip. KEYS: job hashes; ARGV[1]: JSON list of each job's fields.
+_PRIOR = """
+local wanted = cjson.decode(ARGV[1])
+local out = {}
+for i, key in ipairs(KEYS) do
+  local fields, values = wanted[i], {}
+  for j = 1, #fields, 1000 do  -- unpack() lives on a bounded C stack
+    local got = redis.call('HMGET', key, unpack(fields, j, math.min(j + 999, #fields)))
+    for _, v in ipairs(got) do values[#values + 1] = v end
+  end
+  out[i] = values
+end
+return cjson.encode(out)
 """
 
 
@@ -61,8 +79,28 @@ class Progress:
     owned: set[int] = field(default_factory=set)
 
 
-class FencedError(RuntimeError):
-    """Another owner took the partition; this process must let go of it."""
+@dataclass
+class _Staged:
+    """A batch read and parsed, with the prior state of its jobs."""
+
+    partition: int
+    lease_value: str
+    wm_id: str
+    entries: list[Entry]
+    prior: Prior
+    lost: int
+
+
+@dataclass
+class _Batch:
+    """A folded batch, ready for the apply script."""
+
+    partition: int
+    keys: list[str]
+    args: list[Any]
+    new_wm: str
+    entries: int
+    lost: int
 
 
 class Aggregator:
@@ -79,6 +117,10 @@ class Aggregator:
         self.progress = Progress()
         self._stop = threading.Event()
         self._read = client.register_script(_READ)
+        self._prior = client.register_script(_PRIOR)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobpulse-apply")
+        self._folded: _Batch | None = None
+        self._applying: tuple[_Batch, Future[Any]] | None = None
         self._apply = client.register_script(resources.files("aggregator").joinpath("apply.lua").read_text())
         self._retention = {
             "m": settings.minute_retention_s,
@@ -119,6 +161,7 @@ class Aggregator:
 
     def rebalance(self, want_all: bool = False) -> None:
         """Renew held leases and take or give partitions toward a fair share."""
+        self._flush()
         now_ms = int(time.time() * 1000)
         ttl = self.settings.lease_ttl_ms
         pipe = self.client.pipeline(transaction=False)
@@ -157,7 +200,11 @@ class Aggregator:
         log.info("owner of partition %d from %s", p, self.owned[p].wm_id)
 
     def release_all(self) -> None:
-        """Give back every lease and leave the live-aggregator set."""
+        """Finish the batch in flight, give back every lease and leave the live-aggregator set."""
+        try:
+            self._flush()
+        except redis.RedisError as exc:
+            log.warning("the last batch was not applied (%s); the next owner re-reads it", exc)
         for p, owned in list(self.owned.items()):
             try:
                 self.leases.release(self.keys.lease(p), owned.lease_value)
@@ -183,24 +230,72 @@ class Aggregator:
     # -- batches ----------------------------------------------------------
 
     def _step(self, p: int) -> int:
-        """Fold and apply one batch of partition ``p``; entries consumed."""
-        try:
-            return self._apply_batch(p)
-        except FencedError as exc:
-            log.warning("partition %d fenced out: %s", p, exc)
-            self.progress.fenced += 1
-            self.owned.pop(p, None)
-            return 0
+        """Read and fold partition ``p``'s next batch while the previous batch is applied; entries read.
 
-    def _apply_batch(self, p: int) -> int:
-        owned = self.owned[p]
-        keys, s = self.keys, self.settings
-        stream = keys.stream(p)
-        raw_entries, unread, added = self._read(keys=[stream], args=[owned.wm_id, s.batch_size])
-        new_lost = max(0, int(added) - owned.consumed - owned.lost - int(unread)) if added >= 0 else 0
-        if not raw_entries and not new_lost:
+        A batch is folded, then held until the next step has read its entries
+        and prior state; it is applied on a worker thread while this thread
+        folds the next one, so Redis and Python work side by side. At most
+        one batch waits and one is applied; a partition is read again only
+        after its previous batch has landed, so each fold sees the state the
+        last batch left.
+        """
+        if self._folded is not None and self._folded.partition == p:
+            self._flush()
+        if p not in self.owned:  # fenced out by the batch that just landed
             return 0
-        entries = parse_entries(((eid, _pairs(flat)) for eid, flat in raw_entries), s.max_entry_bytes)
+        staged = self._stage(p)
+        self._submit()
+        batch = self._fold(staged) if staged is not None else None
+        self._settle()
+        self._folded = batch
+        return (batch.entries or 1) if batch is not None else 0
+
+    def _flush(self) -> None:
+        """Apply the folded batch, if any, and wait for it."""
+        self._submit()
+        self._settle()
+
+    def _submit(self) -> None:
+        batch, self._folded = self._folded, None
+        if batch is not None:
+            self._applying = (batch, self._pool.submit(self._apply, keys=batch.keys, args=batch.args))
+
+    def _settle(self) -> None:
+        """Wait for the batch being applied; record it, or drop the partition if it was fenced out."""
+        if self._applying is None:
+            return
+        batch, applying = self._applying
+        self._applying = None
+        try:
+            applying.result()
+        except redis.ResponseError as exc:
+            if not str(exc).startswith(("FENCED", "WATERMARK")):
+                raise
+            log.warning("partition %d fenced out: %s", batch.partition, exc)
+            self.progress.fenced += 1
+            self.owned.pop(batch.partition, None)
+            return
+        owned = self.owned[batch.partition]
+        owned.wm_id = batch.new_wm
+        owned.consumed += batch.entries
+        owned.lost += batch.lost
+        self.progress.batches += 1
+        self.progress.entries += batch.entries
+
+    def _stage(self, p: int) -> _Staged | None:
+        """Partition ``p``'s next entries, parsed, and the prior state of their jobs."""
+        owned = self.owned[p]
+        stream, batch_size = self.keys.stream(p), self.settings.batch_size
+        raw_entries, unread, added = self._read(keys=[stream], args=[owned.wm_id, batch_size])
+        lost = max(0, int(added) - owned.consumed - owned.lost - int(unread)) if added >= 0 else 0
+        if not raw_entries and not lost:
+            return None
+        entries = parse_entries(((eid, _pairs(flat)) for eid, flat in raw_entries), self.settings.max_entry_bytes)
+        return _Staged(p, owned.lease_value, owned.wm_id, entries, self._read_prior(p, jobs_to_read(entries)), lost)
+
+    def _fold(self, staged: _Staged) -> _Batch:
+        """Fold staged entries into the apply script's KEYS and ARGV."""
+        keys, s, p = self.keys, self.settings, staged.partition
         cfg = FoldConfig(
             keys=keys,
             partition=p,
@@ -209,38 +304,30 @@ class Aggregator:
             job_ttl_s=s.job_ttl_s,
             future_tolerance_ms=s.future_tolerance_s * 1000,
         )
-        effects = fold(entries, self._read_prior(p, jobs_to_read(entries)), cfg)
-        if new_lost:
-            effects.add(keys.watermark(p), "lost", new_lost)
-            log.error("partition %d: %d events were trimmed before they were read", p, new_lost)
-        new_wm = entries[-1].entry_id if entries else owned.wm_id
-        key_list, ops = effects.encode([keys.lease(p), keys.watermark(p), stream], keys.deadletter(p))
+        effects = fold(staged.entries, staged.prior, cfg)
+        if staged.lost:
+            effects.add(keys.watermark(p), "lost", staged.lost)
+            log.error("partition %d: %d events were trimmed before they were read", p, staged.lost)
+        new_wm = staged.entries[-1].entry_id if staged.entries else staged.wm_id
+        fixed = [keys.lease(p), keys.watermark(p), keys.stream(p), keys.deadletter(p)]
+        key_list, ops, dead = effects.encode(fixed)
+        n = len(staged.entries)
         now_ms = int(time.time() * 1000)
-        header: list[Any] = [owned.lease_value, owned.wm_id, new_wm, len(entries), now_ms, s.deadletter_maxlen]
-        try:
-            self._apply(keys=key_list, args=header + ops)
-        except redis.ResponseError as exc:
-            if str(exc).startswith(("FENCED", "WATERMARK")):
-                raise FencedError(str(exc)) from exc
-            raise
-        owned.wm_id, owned.consumed, owned.lost = new_wm, owned.consumed + len(entries), owned.lost + new_lost
-        self.progress.batches += 1
-        self.progress.entries += len(entries)
-        return len(entries) or 1
+        header: list[Any] = [staged.lease_value, staged.wm_id, new_wm, n, now_ms, s.deadletter_maxlen, ops]
+        return _Batch(p, key_list, header + dead, new_wm, n, staged.lost)
 
     def _read_prior(self, p: int, wanted: dict[str, list[str]]) -> Prior:
         """The stored state and already-applied event ids of the batch's jobs."""
         prior = Prior()
         if not wanted:
             return prior
-        pipe = self.client.pipeline(transaction=False)
-        for job_id, event_ids in wanted.items():
-            pipe.hmget(self.keys.job(p, job_id), ["s", "t", "o", "q", *("e:" + e for e in event_ids)])
-        for (job_id, event_ids), values in zip(wanted.items(), pipe.execute(), strict=True):
+        fields = [["s", "t", "o", "q", *("e:" + e for e in event_ids)] for event_ids in wanted.values()]
+        reply = self._prior(keys=[self.keys.job(p, job_id) for job_id in wanted], args=[orjson.dumps(fields)])
+        for (job_id, event_ids), values in zip(wanted.items(), orjson.loads(reply), strict=True):
             state, ts, rank, queue = values[:4]
-            if state is not None:
-                prior.jobs[job_id] = JobState(state.decode(), int(ts), int(rank), queue.decode())
-            prior.seen_event_ids.update(e for e, v in zip(event_ids, values[4:], strict=True) if v is not None)
+            if state:
+                prior.jobs[job_id] = JobState(state, int(ts), int(rank), queue)
+            prior.seen_event_ids.update(e for e, v in zip(event_ids, values[4:], strict=True) if v)
         return prior
 
 

@@ -7,6 +7,8 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import orjson
+
 # Redis' Lua unpack() works on the C stack; keep each command's arity well below it.
 _CHUNK = 500
 
@@ -52,11 +54,13 @@ class Effects:
         """Queue a rejected entry for the dead-letter stream."""
         self.deadletters.append((source_id, reason, raw))
 
-    def encode(self, fixed_keys: list[str], deadletter_key: str) -> tuple[list[str], list[str | int | bytes]]:
-        """KEYS (``fixed_keys`` first) and the op list of ARGV."""
+    def encode(self, fixed_keys: list[str]) -> tuple[list[str], bytes, list[str | bytes]]:
+        """KEYS (``fixed_keys`` first), the ops as one JSON array, and the dead letters' ARGV."""
         keys = list(fixed_keys)
         index: dict[str, int] = {k: i + 1 for i, k in enumerate(keys)}
-        ops: list[str | int | bytes] = []
+        # One JSON argument instead of one argument per field: redis-py encodes
+        # every argument in Python, orjson encodes the whole list in C.
+        ops: list[tuple[str, int, list[str | int]]] = []
 
         def key_no(key: str) -> int:
             if key not in index:
@@ -66,20 +70,18 @@ class Effects:
 
         def pairs(op: str, table: Mapping[str, Mapping[str, int | str]]) -> None:
             for key, fields in table.items():
-                items = list(fields.items())
-                for start in range(0, len(items), _CHUNK):
-                    chunk = items[start : start + _CHUNK]
-                    ops.extend((op, key_no(key), len(chunk)))
-                    for fld, value in chunk:
-                        ops.extend((fld, value))
+                flat: list[str | int] = []
+                for fld, value in fields.items():
+                    flat.append(fld)
+                    flat.append(value)
+                for start in range(0, len(flat), 2 * _CHUNK):
+                    ops.append((op, key_no(key), flat[start : start + 2 * _CHUNK]))
 
         def members(op: str, table: dict[str, set[str]]) -> None:
             for key, items in table.items():
-                listed = sorted(items)
+                listed: list[str | int] = sorted(items)
                 for start in range(0, len(listed), _CHUNK):
-                    chunk = listed[start : start + _CHUNK]
-                    ops.extend((op, key_no(key), len(chunk)))
-                    ops.extend(chunk)
+                    ops.append((op, key_no(key), listed[start : start + _CHUNK]))
 
         # Order matters only where one key gets two kinds of write: removals
         # before additions, so a job re-entering a state keeps its new score.
@@ -92,12 +94,11 @@ class Effects:
         pairs("s", self.hsetnx)
         members("A", self.sadd)
         for key, when in self.expire_at_s.items():
-            ops.extend(("E", key_no(key), 1, when))
+            ops.append(("E", key_no(key), [when]))
         for key, ttl in self.expire_s.items():
-            ops.extend(("T", key_no(key), 1, ttl))
-        for start in range(0, len(self.deadletters), _CHUNK):
-            chunk = self.deadletters[start : start + _CHUNK]
-            ops.extend(("D", key_no(deadletter_key), len(chunk)))
-            for source_id, reason, raw in chunk:
-                ops.extend((source_id, reason, raw))
-        return keys, ops
+            ops.append(("T", key_no(key), [ttl]))
+        # Dead letters stay raw arguments: their bytes need not be valid UTF-8.
+        dead: list[str | bytes] = []
+        for source_id, reason, raw in self.deadletters:
+            dead.extend((source_id, reason, raw))
+        return keys, orjson.dumps(ops), dead

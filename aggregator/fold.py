@@ -142,7 +142,7 @@ def fold(entries: list[Entry], prior: Prior, cfg: FoldConfig) -> Effects:
     wm = keys.watermark(p)
     seen = set(prior.seen_event_ids)
     tracks: dict[str, _Track] = {}
-    minutes: dict[tuple[str, int, int], _MinuteTally] = {}
+    minutes: dict[tuple[str, int], _MinuteTally] = {}
     for entry in entries:
         item = entry.item
         if isinstance(item, Rejected):
@@ -159,7 +159,14 @@ def fold(entries: list[Entry], prior: Prior, cfg: FoldConfig) -> Effects:
                 item.ts_ms = entry.arrival_ms
                 fx.add(wm, "clamped")
             fx.add(wm, "events")
-            _fold_counts(fx, minutes, item, entry.arrival_ms, cfg)
+            minute = item.ts_ms // 60_000 * 60
+            tally = minutes.get((item.queue, minute))
+            if tally is None:
+                alive = _alive_bits(minute, entry.arrival_ms // 1000, cfg)
+                tally = minutes[item.queue, minute] = _MinuteTally(alive)
+            _fold_counts(tally, item)
+            if item.type in FAILURES and item.error_message is not None:
+                _fold_error(fx, item, cfg)
             track = tracks.get(item.job_id)
             if track is None:
                 known = prior.jobs.get(item.job_id)
@@ -221,69 +228,73 @@ def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig) -> None:
     fx.expire_s[job_key] = cfg.dedup_window_s if cur.state == FINISHED else cfg.job_ttl_s
 
 
-def _fold_counts(
-    fx: Effects, minutes: dict[tuple[str, int, int], _MinuteTally], ev: Event, arrival_ms: int, cfg: FoldConfig
-) -> None:
-    keys, p, q, kind = cfg.keys, cfg.partition, ev.queue, ev.type
-    fx.sadd[keys.queues(p)].add(q)
-    totals = keys.totals(p, q)
-    fx.add(totals, "n:" + kind)
+def _fold_counts(tally: _MinuteTally, ev: Event) -> None:
+    kind = ev.type
+    adds = tally.adds
+    key = "n:" + kind
+    adds[key] = adds.get(key, 0) + 1
     if kind == "enqueued":
-        fx.add(totals, "p:" + ev.priority)
-    fx.minimum(totals, "first_ms", ev.ts_ms)
-    fx.maximum(totals, "last_ms", ev.ts_ms)
+        key = "p:" + ev.priority
+        adds[key] = adds.get(key, 0) + 1
+    elif kind in OUTCOMES and ev.processing_ms is not None:
+        _add_time(tally, "pt", "ps", ev.processing_ms)
+    elif kind == "started" and ev.wait_ms is not None:
+        _add_time(tally, "wt", "ws", ev.wait_ms)
     if ev.job_type:
-        fx.add(totals, f"t:{kind}:{ev.job_type}")
-    arrival_s = arrival_ms // 1000
-    minute = bucket_start(ev.ts_ms, 60)
-    alive = 0  # bit per granularity whose bucket still exists; writing an expired one would resurrect it
-    for bit, (gran, step_s) in enumerate(GRANULARITY_S.items()):
-        if minute - minute % step_s + step_s + cfg.retention_s[gran] > arrival_s:
-            alive |= 1 << bit
-    if alive:
-        _fold_bucket(minutes.setdefault((q, minute, alive), _MinuteTally()), ev)
-    if kind in FAILURES and ev.error_message is not None:
-        _fold_error(fx, ev, cfg)
+        key = f"t:{kind}:{ev.job_type}"
+        tally.types[key] = tally.types.get(key, 0) + 1
+    if ev.ts_ms < tally.first_ms:
+        tally.first_ms = ev.ts_ms
+    if ev.ts_ms > tally.last_ms:
+        tally.last_ms = ev.ts_ms
+
+
+def _add_time(tally: _MinuteTally, name: str, sketch_name: str, value_ms: int) -> None:
+    adds = tally.adds
+    for fld, n in ((f"{name}_sum", value_ms), (f"{name}_n", 1), (f"{sketch_name}:{sketch.bin_of(value_ms)}", 1)):
+        adds[fld] = adds.get(fld, 0) + n
+    fld = f"{name}_max"
+    if value_ms > tally.maxes.get(fld, -1):
+        tally.maxes[fld] = value_ms
 
 
 @dataclass(slots=True)
 class _MinuteTally:
-    """One queue's bucket fields for one event-time minute of the batch."""
+    """One queue's events of one event-time minute in the batch: bucket fields and totals."""
 
+    alive: int  # bit per granularity whose bucket still exists; writing an expired one would resurrect it
     adds: dict[str, int] = field(default_factory=dict)
     maxes: dict[str, int] = field(default_factory=dict)
-
-    def add(self, fld: str, n: int = 1) -> None:
-        self.adds[fld] = self.adds.get(fld, 0) + n
-
-    def maximum(self, fld: str, value: int) -> None:
-        if value > self.maxes.get(fld, -1):
-            self.maxes[fld] = value
+    types: dict[str, int] = field(default_factory=dict)  # totals only: per job type counts
+    first_ms: int = 2**63
+    last_ms: int = -1
 
 
-def _fold_bucket(t: _MinuteTally, ev: Event) -> None:
-    kind = ev.type
-    t.add("n:" + kind)
-    if kind == "enqueued":
-        t.add("p:" + ev.priority)
-    elif kind in OUTCOMES and ev.processing_ms is not None:
-        t.add("pt_sum", ev.processing_ms)
-        t.add("pt_n")
-        t.maximum("pt_max", ev.processing_ms)
-        t.add(f"ps:{sketch.bin_of(ev.processing_ms)}")
-    elif kind == "started" and ev.wait_ms is not None:
-        t.add("wt_sum", ev.wait_ms)
-        t.add("wt_n")
-        t.maximum("wt_max", ev.wait_ms)
-        t.add(f"ws:{sketch.bin_of(ev.wait_ms)}")
+def _alive_bits(minute: int, arrival_s: int, cfg: FoldConfig) -> int:
+    alive = 0
+    for bit, (gran, step_s) in enumerate(GRANULARITY_S.items()):
+        if minute - minute % step_s + step_s + cfg.retention_s[gran] > arrival_s:
+            alive |= 1 << bit
+    return alive
 
 
-def _roll_up(fx: Effects, minutes: dict[tuple[str, int, int], _MinuteTally], cfg: FoldConfig) -> None:
-    """Add each minute tally into its minute, hour and day buckets, per queue and partition-wide."""
+def _roll_up(fx: Effects, minutes: dict[tuple[str, int], _MinuteTally], cfg: FoldConfig) -> None:
+    """Add each minute tally into its queue's totals and its minute, hour and day buckets."""
     keys, p = cfg.keys, cfg.partition
-    for (q, minute, alive), t in minutes.items():
+    queues = fx.sadd[keys.queues(p)]
+    for (q, minute), t in minutes.items():
+        queues.add(q)
+        totals = keys.totals(p, q)
+        dst = fx.incr[totals]
+        for fld, n in t.adds.items():
+            if fld[1] == ":" and fld[0] in "np":  # n:<type> and p:<priority> are totals too
+                dst[fld] = dst.get(fld, 0) + n
+        for fld, n in t.types.items():
+            dst[fld] = dst.get(fld, 0) + n
+        fx.minimum(totals, "first_ms", t.first_ms)
+        fx.maximum(totals, "last_ms", t.last_ms)
         for bit, (gran, step_s) in enumerate(GRANULARITY_S.items()):
-            if not alive >> bit & 1:
+            if not t.alive >> bit & 1:
                 continue
             start = minute - minute % step_s
             for key in (keys.bucket(p, gran, start, q), keys.bucket(p, gran, start)):
