@@ -39,7 +39,8 @@ class AsyncEmitter(LifecycleMethods):
         self._task: asyncio.Task[None] | None = None
 
     def _wake(self) -> None:
-        self._wakeup.set()
+        if not self._wakeup.is_set():  # set() takes a lock; a busy job calls this for every event
+            self._wakeup.set()
 
     async def start(self) -> AsyncEmitter:
         """Start the sender task on the running loop."""
@@ -93,7 +94,7 @@ class AsyncEmitter(LifecycleMethods):
             while batch := self._loop.next_batch():
                 pipe = self._client.pipeline(transaction=False)
                 for stream, name, body in batch:
-                    pipe.xadd(stream, {name: body}, maxlen=self.settings.stream_maxlen, approximate=True)
+                    pipe.execute_command("XADD", stream, "MAXLEN", "~", self.settings.stream_maxlen, "*", name, body)
                 await pipe.execute()
                 self._loop.sent()
         except Exception as exc:  # the task must outlive any Redis trouble

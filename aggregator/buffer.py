@@ -5,6 +5,7 @@ sent. Nothing here does I/O, so a job never waits on Redis."""
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import threading
@@ -31,6 +32,24 @@ def iso(ts_s: float) -> str:
     return datetime.fromtimestamp(ts_s, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class _IsoClock:
+    """``iso`` for runs of timestamps in the same second, without a datetime per event."""
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+    def __call__(self, ts_s: float) -> str:
+        # rounded to microseconds the way datetime.fromtimestamp does, then truncated to ms
+        frac, whole = math.modf(ts_s)
+        micro = round(frac * 1e6)
+        second = int(whole) + micro // 1_000_000
+        milli = micro % 1_000_000 // 1000
+        if second != self.second:
+            self.second, self.prefix = second, iso(second)[:-5]  # "YYYY-MM-DDTHH:MM:SS"
+        return f"{self.prefix}.{milli:03d}Z"
+
+
 class EventBuffer:
     """A bounded FIFO of events; when full, the oldest event is dropped and counted."""
 
@@ -44,6 +63,12 @@ class EventBuffer:
         self.items: deque[Item] = deque()
         self.dropped = 0
         self._running: set[str] = set()
+        # event ids: a random per-buffer prefix and a counter, unique without a uuid4 per event
+        self._id_prefix = uuid.uuid4().hex
+        self._id_seq = 0
+        self._iso = _IsoClock()
+        self._streams: dict[str, str] = {}
+        self._streams_of = 0  # the partition count _streams was computed for
         self._lock = threading.Lock()  # guards dropped and _running against the sender
 
     def append(
@@ -74,22 +99,29 @@ class EventBuffer:
     def take(self, partitions: int) -> list[Payload]:
         """Remove up to one batch and serialise it, ready to XADD."""
         out: list[Payload] = []
+        if partitions != self._streams_of:
+            self._streams, self._streams_of = {}, partitions
+        streams = self._streams
         for _ in range(min(self.batch_size, len(self.items))):
             try:
                 event_type, job_id, queue, ts_s, extras = self.items.popleft()
             except IndexError:
                 break
+            self._id_seq += 1
             body: dict[str, Any] = {
-                "event_id": str(uuid.uuid4()),
+                "event_id": f"{self._id_prefix}-{self._id_seq}",
                 "job_id": job_id,
                 "queue_name": queue,
                 "event_type": event_type,
-                "timestamp": iso(ts_s),
+                "timestamp": self._iso(ts_s),
                 "worker_id": self.worker_id,
             }
             if extras:
                 body.update(extras)
-            out.append((self.keys.stream(partition_of(queue, partitions)), b"event", encode(body)))
+            stream = streams.get(queue)
+            if stream is None:
+                stream = streams[queue] = self.keys.stream(partition_of(queue, partitions))
+            out.append((stream, b"event", encode(body)))
         return out
 
     def heartbeat(self, partitions: int, interval_s: float) -> Payload:

@@ -1,79 +1,115 @@
-"""Aggregator ingest rate vs a raw XRANGE drain of the same streams, one run.
+"""Aggregator ingest: one ``jobpulse aggregate --drain`` process vs a raw
+``XREAD COUNT 1000`` drain of the same streams by the same Python, one run.
 
-    python -m bench.ingest --events 200000 --queues 50
+    python -m bench.ingest                      # 1,000,000 events over 50 queues
+    python -m bench.ingest --events 200000
 
-Prints one JSON object. Uses JOBPULSE_TEST_REDIS_URL (default local DB 0)
-under a throw-away key prefix, deleted afterwards.
+Prints one JSON object (last line of stdout). Uses JOBPULSE_TEST_REDIS_URL
+(default local DB 0) under a throw-away key prefix, deleted afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
+import random
 import time
-import uuid
 
+import orjson
 import redis
 
-from aggregator.consumer import Aggregator
-from aggregator.keys import Keys
-from aggregator.settings import Settings
-from tests.workload import build, publish
+from aggregator.keys import Keys, partition_of
+from bench.common import Namespace, jobpulse, namespace, report, rss_mb
+from tests.workload import lifecycle
+
+
+def preload(ns: Namespace, n_events: int, n_queues: int, partitions: int) -> int:
+    """XADD a realistic mix (lifecycles with retries, failures, timeouts) of ``n_events``; returns the count."""
+    rng = random.Random(1)
+    t0_ms = int(time.time() * 1000) - 3_600_000
+    pipe = ns.client.pipeline(transaction=False)
+    n = job = 0
+    while n < n_events:
+        queue = f"queue-{job % n_queues}"
+        stream = ns.keys.stream(partition_of(queue, partitions))
+        for ev in lifecycle(rng, f"job-{job}", queue, t0_ms + job * 3_600_000 // max(n_events, 1)):
+            del ev["_ts_ms"]
+            pipe.xadd(stream, {"event": orjson.dumps(ev)}, maxlen=None)
+            n += 1
+        job += 1
+        if len(pipe) >= 5000:
+            pipe.execute()
+    pipe.execute()
+    return n
 
 
 def raw_drain(client: redis.Redis, keys: Keys, partitions: int, count: int) -> int:
-    """Read every stream to the end in COUNT-sized pages, doing nothing with the entries."""
+    """Read every stream to its end with XREAD COUNT ``count``, doing nothing with the entries."""
+    last = {keys.stream(p): "0-0" for p in range(partitions)}
     n = 0
-    for p in range(partitions):
-        last = "-"
-        while True:
-            page = client.xrange(keys.stream(p), last if last == "-" else f"({last}", "+", count=count)
-            if not page:
-                break
-            n += len(page)
-            last = page[-1][0].decode()
+    while last:
+        reply = client.xread(last, count=count)  # type: ignore[arg-type]
+        if not reply:
+            break
+        for stream, entries in reply:
+            n += len(entries)
+            last[stream.decode()] = entries[-1][0].decode()
     return n
+
+
+def consumed(ns: Namespace, partitions: int) -> int:
+    """Entries the aggregator has applied so far, from the watermarks."""
+    pipe = ns.client.pipeline(transaction=False)
+    for p in range(partitions):
+        pipe.hget(ns.keys.watermark(p), "consumed")
+    return sum(int(v or 0) for v in pipe.execute())
 
 
 def main() -> None:
     """Run the benchmark and print its JSON."""
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=200_000)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--queues", type=int, default=50)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--batch", type=int, default=2000)
     args = parser.parse_args()
-    url = os.environ.get("JOBPULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-    prefix = "bench" + uuid.uuid4().hex[:8]
-    settings = Settings(redis_url=url, key_prefix=prefix, partitions=args.partitions, batch_size=args.batch)
-    client = redis.Redis.from_url(url)
-    keys = Keys(prefix)
-    try:
-        client.hset(keys.meta, "partitions", args.partitions)
-        events, _ = build(args.events, args.queues, seed=1, t0_ms=int(time.time() * 1000) - 3_600_000)
-        publish(client, keys, args.partitions, events)
+    with namespace(args.partitions) as ns:
+        n = preload(ns, args.events, args.queues, args.partitions)
         t = time.perf_counter()
-        raw_n = raw_drain(client, keys, args.partitions, 1000)
+        raw_n = raw_drain(ns.client, ns.keys, args.partitions, 1000)
         raw_s = time.perf_counter() - t
+
         t = time.perf_counter()
-        progress = Aggregator(settings, client).run(drain=True)
+        proc = jobpulse(["aggregate", "--drain"], ns.env(batch_size=args.batch, partitions=args.partitions))
+        rss_at_10pct = peak_rss = 0.0
+        while proc.poll() is None:
+            rss = rss_mb(proc.pid)
+            peak_rss = max(peak_rss, rss)
+            if not rss_at_10pct and consumed(ns, args.partitions) >= n // 10:
+                rss_at_10pct = rss
+            time.sleep(0.2)
         agg_s = time.perf_counter() - t
-        raw_rate, agg_rate = raw_n / raw_s, progress.entries / agg_s
-        print(json.dumps({
+        if proc.returncode != 0:
+            raise SystemExit(proc.stderr.read().decode()[-3000:] if proc.stderr else "aggregator failed")
+        applied = consumed(ns, args.partitions)
+    agg_rate, raw_rate = applied / agg_s, raw_n / raw_s
+    report(
+        {
             "benchmark": "ingest",
-            "events": progress.entries,
+            "events": applied,
             "queues": args.queues,
             "partitions": args.partitions,
+            "batch_size": args.batch,
             "aggregator_events_per_s": round(agg_rate),
-            "raw_xrange_events_per_s": round(raw_rate),
+            "raw_xread_events_per_s": round(raw_rate),
             "ratio": round(agg_rate / raw_rate, 3),
-        }))
-    finally:
-        for pattern in (f"{prefix}:*", f"{{{prefix}:*"):
-            batch = list(client.scan_iter(match=pattern, count=5000))
-            for i in range(0, len(batch), 5000):
-                client.delete(*batch[i : i + 5000])
+            "aggregator_seconds": round(agg_s, 2),
+            "aggregator_rss_mb_at_10pct": round(rss_at_10pct, 1),
+            "aggregator_rss_mb_peak": round(peak_rss, 1),
+        },
+        f"ingest: {agg_rate:,.0f} events/s by one aggregator process (exactly-once, job state on) vs "
+        f"{raw_rate:,.0f} raw XREAD -> ratio {agg_rate / raw_rate:.3f}; RSS {rss_at_10pct:.0f} MB at 10 % "
+        f"-> {peak_rss:.0f} MB peak",
+    )
 
 
 if __name__ == "__main__":

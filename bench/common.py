@@ -1,0 +1,111 @@
+"""What every benchmark shares: a throw-away key prefix on the test Redis,
+child processes of jobpulse, percentiles, and the JSON + summary output."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from aggregator.embedded import free_port
+from aggregator.keys import Keys
+
+
+@dataclass
+class Namespace:
+    """A Redis URL and a key prefix nothing else uses; deleted on exit."""
+
+    url: str
+    prefix: str
+    client: redis.Redis
+    keys: Keys
+
+    def env(self, **extra: str | int) -> dict[str, str]:
+        """Environment for a jobpulse child process in this namespace."""
+        env = dict(os.environ, JOBPULSE_REDIS_URL=self.url, JOBPULSE_KEY_PREFIX=self.prefix)
+        env.update({f"JOBPULSE_{k.upper()}": str(v) for k, v in extra.items()})
+        return env
+
+
+@contextmanager
+def namespace(partitions: int = 4) -> Iterator[Namespace]:
+    """A fresh prefix on JOBPULSE_TEST_REDIS_URL (default local DB 0), with P stored."""
+    url = os.environ.get("JOBPULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    prefix = "bench" + uuid.uuid4().hex[:8]
+    client = redis.Redis.from_url(url)
+    ns = Namespace(url, prefix, client, Keys(prefix))
+    client.hset(ns.keys.meta, mapping={"partitions": partitions, "version": "1"})
+    try:
+        yield ns
+    finally:
+        for pattern in (f"{prefix}:*", f"{{{prefix}:*"):
+            batch = list(client.scan_iter(match=pattern, count=5000))
+            for i in range(0, len(batch), 5000):
+                client.delete(*batch[i : i + 5000])
+
+
+def jobpulse(args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start ``python -m aggregator <args>`` as a child process."""
+    return subprocess.Popen([sys.executable, "-m", "aggregator", *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@contextmanager
+def api_process(ns: Namespace) -> Iterator[str]:
+    """A ``jobpulse api`` child on a free port; yields its base URL."""
+    port = free_port()
+    proc = jobpulse(["api", "--port", str(port)], ns.env())
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(base + "/ready", timeout=1).read()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the API did not start: " + proc.stderr.read().decode()[-2000:]) from None
+                time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by nearest rank; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures were measured."""
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
+def report(result: dict[str, Any], summary: str) -> None:
+    """A one-line summary for people on stderr, the JSON on stdout (its last line)."""
+    print(summary, file=sys.stderr)
+    print(json.dumps({**result, "machine": machine()}))
