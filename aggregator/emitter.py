@@ -155,7 +155,7 @@ class Emitter(LifecycleMethods):
                 pipe = self._client.pipeline(transaction=False)
                 maxlen = self.settings.stream_maxlen
                 for stream, name, body in batch:  # XADD spelled out: xadd()'s argument handling costs 2 µs
-                    pipe.execute_command("XADD", stream, "MAXLEN", "~", maxlen, "*", name, body)
+                    pipe.execute_command("XADD", stream, "MAXLEN", "~", maxlen, "*", name, body)  # type: ignore[no-untyped-call]
                 pipe.execute()
                 self._loop.sent()
         except Exception as exc:  # never let the thread die; retry what was in flight

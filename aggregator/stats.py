@@ -41,6 +41,14 @@ class Tally:
             t._add_field(k.decode(), int(v))
         return t
 
+    @classmethod
+    def from_fields(cls, raw: Mapping[str, str]) -> Tally:
+        """Parse one bucket (or totals) hash already decoded to text."""
+        t = cls()
+        for k, v in raw.items():
+            t._add_field(k, int(v))
+        return t
+
     def _add_field(self, name: str, value: int) -> None:
         kind, _, rest = name.partition(":")
         if kind == "n":

@@ -4,23 +4,32 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from api.models import ApiResponse
 from api.query import BadParameter
 
 log = logging.getLogger("jobpulse.api")
-T = TypeVar("T")
 
 
-def ok(data: T) -> ApiResponse[T]:
-    """A successful envelope."""
-    return ApiResponse[T](success=True, data=data, error=None, timestamp=datetime.now(UTC))
+_Envelope = ApiResponse[Any]
+
+
+def ok(data: BaseModel | list[Any]) -> Response:
+    """A successful envelope, serialised once.
+
+    Returning a Response skips FastAPI's dump, re-validate and dump of the
+    declared response_model (a third of a request's time); the routes still
+    declare it, for the OpenAPI schema, and the tests check bodies against it.
+    """
+    body = _Envelope(success=True, data=data, error=None, timestamp=datetime.now(UTC))
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 def failure(status: int, message: str) -> JSONResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,7 +11,7 @@ from aggregator import stats
 from aggregator.keys import GRANULARITY_S
 from aggregator.settings import Settings
 from aggregator.stats import Tally, merged
-from aggregator.store import QueueSnapshot, StatsStore, Worker
+from aggregator.store import PartitionStatus, QueueSnapshot, StatsStore, Worker
 from api import health as rules
 from api.models import (
     DetailedStats,
@@ -80,16 +81,25 @@ class Reporter:
     async def overview(self, wanted: list[str] | None, query: StatsQuery | None = None) -> SystemOverview:
         """SystemOverview over all queues or the given ones."""
         names = await self._queues(wanted)
-        snaps = await self.store.snapshots(names, "m", [])
         window = rate_window(self.now_s, self.settings, query)
-        overall = await self.store.series(window.gran, window.starts, wanted)
-        return await self._overview(snaps, merged(overall), window, await self.store.workers())
+        # independent reads, in flight together (each its own pipelined round trip)
+        snaps, overall, workers, parts = await asyncio.gather(
+            self.store.snapshots(names, "m", []),
+            self.store.series(window.gran, window.starts, wanted),
+            self.store.workers(),
+            self.store.partitions_status(),
+        )
+        return self._overview(snaps, merged(overall), window, workers, parts)
 
-    async def _overview(
-        self, snaps: list[QueueSnapshot], window_tally: Tally, window: Window, workers: list[Worker]
+    def _overview(
+        self,
+        snaps: list[QueueSnapshot],
+        window_tally: Tally,
+        window: Window,
+        workers: list[Worker],
+        parts: list[PartitionStatus],
     ) -> SystemOverview:
         totals = merged(s.totals for s in snaps)
-        parts = await self.store.partitions_status()
         oldest = min((s.oldest_pending_ms for s in snaps if s.oldest_pending_ms is not None), default=None)
         health = rules.evaluate(
             rules.HealthInputs(
@@ -210,15 +220,18 @@ class Reporter:
         """Overview, per-queue stats, trends, error patterns and performance."""
         names = await self._queues(query.queues)
         window = rate_window(self.now_s, self.settings, query)
-        snaps = await self.store.snapshots(names, window.gran, window.starts)
+        snaps, workers, parts, trends, patterns, (memory_mb, cpu_pct) = await asyncio.gather(
+            self.store.snapshots(names, window.gran, window.starts),
+            self.store.workers(),
+            self.store.partitions_status(),
+            self.trends(query),
+            self.error_patterns(query),
+            self.store.aggregator_usage(),
+        )
         window_tally = merged(s.window for s in snaps)
-        workers = await self.store.workers()
-        overview = await self._overview(snaps, window_tally, window, workers)
-        trends = await self.trends(query)
-        patterns = await self.error_patterns(query)
+        overview = self._overview(snaps, window_tally, window, workers, parts)
         active = [w for w in workers if rules.is_active(w, int(self.now_s * 1000))]
         capacity = sum(w.concurrency for w in active)
-        memory_mb, cpu_pct = await self.store.aggregator_usage()
         perf = PerformanceMetrics(
             database_response_time_ms=self.store.redis_time_s * 1000,
             average_queue_depth=overview.pending_jobs / len(snaps) if snaps else 0.0,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis
+from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from aggregator.connection import RedisTarget
@@ -137,3 +138,14 @@ def test_openapi_describes_every_response_field(api: TestClient) -> None:
         if not prop.get("description")
     ]
     assert not missing
+
+
+def test_every_body_validates_against_its_declared_model(api: TestClient) -> None:
+    # the routes return pre-serialised responses, so FastAPI no longer checks them against response_model
+    for route in api.app.routes:  # type: ignore[attr-defined]
+        model = getattr(route, "response_model", None)
+        if isinstance(route, APIRoute) and model is not None:
+            body = api.get(route.path).content
+            parsed = model.model_validate_json(body)
+            assert parsed.success is True and parsed.data is not None, route.path
+            assert json.loads(parsed.model_dump_json()) == json.loads(body), route.path

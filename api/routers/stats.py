@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import redis
 from fastapi import APIRouter
+from fastapi.responses import Response
 
 from api.deps import QueryDep, QueuesDep, ReporterDep, SettingsDep
 from api.envelope import ok
@@ -15,25 +16,25 @@ router = APIRouter(prefix="/api/stats", tags=["stats"])
 
 
 @router.get("/overview", response_model=ApiResponse[SystemOverview])
-async def overview(reporter: ReporterDep, queues: QueuesDep) -> ApiResponse[SystemOverview]:
+async def overview(reporter: ReporterDep, queues: QueuesDep) -> Response:
     """System overview: totals, gauges, windowed rates and health."""
     return ok(await reporter.overview(queues))
 
 
 @router.get("/detailed", response_model=ApiResponse[DetailedStats])
-async def detailed(reporter: ReporterDep, query: QueryDep) -> ApiResponse[DetailedStats]:
+async def detailed(reporter: ReporterDep, query: QueryDep) -> Response:
     """Overview plus per-queue stats, trends, error patterns and performance."""
     return ok(await reporter.detailed(query))
 
 
 @router.get("/trends", response_model=ApiResponse[list[HourlyTrend]])
-async def trends(reporter: ReporterDep, query: QueryDep) -> ApiResponse[list[HourlyTrend]]:
+async def trends(reporter: ReporterDep, query: QueryDep) -> Response:
     """One trend point per bucket of the range at the requested granularity."""
     return ok(await reporter.trends(query))
 
 
 @router.get("/health", response_model=ApiResponse[SystemHealth])
-async def health(reporter: ReporterDep, settings: SettingsDep, queues: QueuesDep) -> ApiResponse[SystemHealth]:
+async def health(reporter: ReporterDep, settings: SettingsDep, queues: QueuesDep) -> Response:
     """Health status and alerts; Redis down is reported here, not raised."""
     try:
         return ok(await reporter.health(queues))

@@ -1,0 +1,123 @@
+"""Freshness: time from XADD to the event being visible in the API, under a
+steady background load, with the aggregator and API as real processes.
+
+    python -m bench.freshness                   # 20,000 events/s load, 30 s of probes
+
+A probe is an ``enqueued`` event for a queue of its own, sent every 100 ms;
+the API's ``total_jobs`` for that queue is polled every 20 ms, so a probe is
+visible when the count reaches it. Prints one JSON object (last line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import multiprocessing
+import random
+import time
+import uuid
+
+import orjson
+import redis
+
+from aggregator.buffer import iso
+from aggregator.keys import Keys, partition_of
+from bench.common import api_process, jobpulse, namespace, percentile, report
+
+PROBE_QUEUE = "freshness-probe"
+POLL_S = 0.02  # an API request costs a few ms of a core that the aggregator also needs
+
+
+def load(url: str, prefix: str, rate: int, stop_at: float, partitions: int, sent: multiprocessing.Value) -> None:  # type: ignore[type-arg]
+    """XADD ``rate`` events/s in 10 ms slices until ``stop_at`` (runs in its own process)."""
+    client, keys, rng = redis.Redis.from_url(url), Keys(prefix), random.Random(2)
+    streams = [keys.stream(p) for p in range(partitions)]
+    per_slice, n, start = rate // 100, 0, time.time()
+    while time.time() < stop_at:
+        pipe = client.pipeline(transaction=False)
+        now = time.time()
+        for _ in range(per_slice):
+            queue = f"queue-{rng.randrange(50)}"
+            body = {"event_id": uuid.uuid4().hex, "job_id": f"job-{n}", "queue_name": queue,
+                    "event_type": "enqueued", "timestamp": iso(now)}
+            pipe.execute_command("XADD", streams[partition_of(queue, partitions)], "*", "event", orjson.dumps(body))
+            n += 1
+        pipe.execute()
+        sent.value = n
+        ahead_s = start + n / rate - time.time()
+        if ahead_s > 0:
+            time.sleep(ahead_s)
+
+
+def total_jobs(conn: http.client.HTTPConnection) -> int:
+    """``total_jobs`` of the probe queue, from the API."""
+    conn.request("GET", f"/api/stats/overview?queues={PROBE_QUEUE}")
+    return int(orjson.loads(conn.getresponse().read())["data"]["total_jobs"])
+
+
+def main() -> None:
+    """Run the benchmark and print its JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=int, default=20_000, help="background events/s")
+    parser.add_argument("--seconds", type=float, default=30.0, help="how long probes are sent")
+    args = parser.parse_args()
+    partitions = 4
+    with namespace(partitions) as ns:
+        aggregator = jobpulse(["aggregate"], ns.env())
+        try:
+            with api_process(ns) as base:
+                host, port = base.removeprefix("http://").split(":")
+                conn = http.client.HTTPConnection(host, int(port), timeout=10)
+                warmup_s = 3.0
+                stop_at = time.time() + warmup_s + args.seconds + 2
+                sent = multiprocessing.Value("q", 0)
+                loader = multiprocessing.Process(
+                    target=load, args=(ns.url, ns.prefix, args.rate, stop_at, partitions, sent), daemon=True
+                )
+                t_load = time.time()
+                loader.start()
+                time.sleep(warmup_s)
+                probe_stream = ns.keys.stream(partition_of(PROBE_QUEUE, partitions))
+                sent_at: list[float] = []
+                visible_at: list[float] = []
+                next_probe, probes_until = time.time(), time.time() + args.seconds
+                while True:
+                    now = time.time()
+                    if now >= next_probe and now < probes_until:
+                        body = {"event_id": uuid.uuid4().hex, "job_id": f"probe-{len(sent_at)}",
+                                "queue_name": PROBE_QUEUE, "event_type": "enqueued", "timestamp": iso(now)}
+                        sent_at.append(time.time())
+                        ns.client.xadd(probe_stream, {"event": orjson.dumps(body)})
+                        next_probe += 0.1
+                    seen = total_jobs(conn)
+                    while len(visible_at) < min(seen, len(sent_at)):
+                        visible_at.append(time.time())
+                    if now >= probes_until and len(visible_at) == len(sent_at):
+                        break
+                    if now > probes_until + 30:
+                        raise SystemExit(f"only {len(visible_at)} of {len(sent_at)} probes became visible")
+                    time.sleep(POLL_S)
+                loader.join()
+                achieved = sent.value / (stop_at - t_load)
+        finally:
+            aggregator.terminate()
+            aggregator.wait(timeout=15)
+    lags_ms = [(v - s) * 1000 for s, v in zip(sent_at, visible_at, strict=True)]
+    p50, p99, worst = percentile(lags_ms, 0.5), percentile(lags_ms, 0.99), max(lags_ms)
+    report(
+        {
+            "benchmark": "freshness",
+            "background_events_per_s": round(achieved),
+            "probes": len(lags_ms),
+            "visible_ms_p50": round(p50, 1),
+            "visible_ms_p99": round(p99, 1),
+            "visible_ms_max": round(worst, 1),
+            "api_poll_interval_ms": POLL_S * 1000,
+        },
+        f"freshness: XADD -> visible in the API p50 {p50:.0f} ms, p99 {p99:.0f} ms (max {worst:.0f}) "
+        f"under {achieved:,.0f} events/s",
+    )
+
+
+if __name__ == "__main__":
+    main()
