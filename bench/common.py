@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 
 from aggregator.embedded import free_port
 from aggregator.keys import Keys
@@ -75,12 +76,19 @@ def api_process(ns: Namespace) -> Iterator[str]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the API did not start: " + proc.stderr.read().decode()[-2000:]) from None
+                    err = proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+                    raise RuntimeError("the API did not start: " + err) from None
                 time.sleep(0.1)
         yield base
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def xadd(pipe: Pipeline, stream: str, body: bytes, maxlen: int | None = None) -> None:
+    """Queue ``XADD stream [MAXLEN ~ n] * event body`` (spelled out: xadd() costs ~2 µs per call)."""
+    trim = ["MAXLEN", "~", maxlen] if maxlen else []
+    pipe.execute_command("XADD", stream, *trim, "*", "event", body)  # type: ignore[no-untyped-call]
 
 
 def rss_mb(pid: int) -> float:

@@ -20,7 +20,7 @@ from aggregator.buffer import iso
 from aggregator.emitter import Emitter
 from aggregator.keys import partition_of
 from aggregator.settings import Settings
-from bench.common import Namespace, namespace, percentile, report
+from bench.common import Namespace, namespace, percentile, report, xadd
 
 Call = tuple[str, str, str, dict[str, object]]
 
@@ -63,13 +63,13 @@ def raw_xadd(ns: Namespace, work: list[Call], settings: Settings, partitions: in
     """Seconds to XADD the same JSON payloads, built beforehand, pipelined 500 at a time."""
     payloads = []
     for method, job_id, queue, kwargs in work:
-        body = {"event_id": str(uuid.uuid4()), "job_id": job_id, "queue_name": queue, "event_type": method,
-                "timestamp": iso(time.time()), "worker_id": "bench-raw", **kwargs}
-        payloads.append((ns.keys.stream(partition_of(queue, partitions)), orjson.dumps(body)))
+        fields = {"event_id": str(uuid.uuid4()), "job_id": job_id, "queue_name": queue, "event_type": method,
+                  "timestamp": iso(time.time()), "worker_id": "bench-raw", **kwargs}
+        payloads.append((ns.keys.stream(partition_of(queue, partitions)), orjson.dumps(fields)))
     t = time.perf_counter()
     pipe = ns.client.pipeline(transaction=False)
     for stream, body in payloads:
-        pipe.execute_command("XADD", stream, "MAXLEN", "~", settings.stream_maxlen, "*", b"event", body)
+        xadd(pipe, stream, body, settings.stream_maxlen)
         if len(pipe) >= settings.emit_batch_size:
             pipe.execute()
     pipe.execute()

@@ -16,20 +16,21 @@ import multiprocessing
 import random
 import time
 import uuid
+from typing import Any
 
 import orjson
 import redis
 
 from aggregator.buffer import iso
 from aggregator.keys import Keys, partition_of
-from bench.common import api_process, jobpulse, namespace, percentile, report
+from bench.common import api_process, jobpulse, namespace, percentile, report, xadd
 
 PROBE_QUEUE = "freshness-probe"
 POLL_S = 0.02  # an API request costs a few ms of a core that the aggregator also needs
 
 
-def load(url: str, prefix: str, rate: int, stop_at: float, partitions: int, sent: multiprocessing.Value) -> None:  # type: ignore[type-arg]
-    """XADD ``rate`` events/s in 10 ms slices until ``stop_at`` (runs in its own process)."""
+def load(url: str, prefix: str, rate: int, stop_at: float, partitions: int, sent: Any) -> None:
+    """XADD ``rate`` events/s in 10 ms slices until ``stop_at``; ``sent`` is a shared counter (own process)."""
     client, keys, rng = redis.Redis.from_url(url), Keys(prefix), random.Random(2)
     streams = [keys.stream(p) for p in range(partitions)]
     per_slice, n, start = rate // 100, 0, time.time()
@@ -40,7 +41,7 @@ def load(url: str, prefix: str, rate: int, stop_at: float, partitions: int, sent
             queue = f"queue-{rng.randrange(50)}"
             body = {"event_id": uuid.uuid4().hex, "job_id": f"job-{n}", "queue_name": queue,
                     "event_type": "enqueued", "timestamp": iso(now)}
-            pipe.execute_command("XADD", streams[partition_of(queue, partitions)], "*", "event", orjson.dumps(body))
+            xadd(pipe, streams[partition_of(queue, partitions)], orjson.dumps(body))
             n += 1
         pipe.execute()
         sent.value = n

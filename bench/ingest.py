@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from typing import Any
 
 import orjson
 import redis
 
 from aggregator.keys import Keys, partition_of
-from bench.common import Namespace, jobpulse, namespace, report, rss_mb
+from bench.common import Namespace, jobpulse, namespace, report, rss_mb, xadd
 from tests.workload import lifecycle
 
 
@@ -33,7 +34,7 @@ def preload(ns: Namespace, n_events: int, n_queues: int, partitions: int) -> int
         stream = ns.keys.stream(partition_of(queue, partitions))
         for ev in lifecycle(rng, f"job-{job}", queue, t0_ms + job * 3_600_000 // max(n_events, 1)):
             del ev["_ts_ms"]
-            pipe.xadd(stream, {"event": orjson.dumps(ev)}, maxlen=None)
+            xadd(pipe, stream, orjson.dumps(ev))
             n += 1
         job += 1
         if len(pipe) >= 5000:
@@ -47,7 +48,7 @@ def raw_drain(client: redis.Redis, keys: Keys, partitions: int, count: int) -> i
     last = {keys.stream(p): "0-0" for p in range(partitions)}
     n = 0
     while last:
-        reply = client.xread(last, count=count)  # type: ignore[arg-type]
+        reply: list[Any] = client.xread(last, count=count)  # type: ignore[arg-type, assignment]
         if not reply:
             break
         for stream, entries in reply:
