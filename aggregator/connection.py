@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.cluster import RedisCluster
 
 from aggregator.keys import Keys
 
@@ -17,9 +19,25 @@ class ConfigError(RuntimeError):
     """The configuration cannot work with the Redis it points at."""
 
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
+def cluster_url(url: str) -> str | None:
+    """The plain URL of a seed node if ``url`` names a cluster (``redis+cluster://host:port``), else None."""
+    scheme, sep, rest = url.partition("://")
+    plain = CLUSTER_SCHEMES.get(scheme.lower())
+    return f"{plain}://{rest}" if sep and plain else None
+
+
 @dataclass
 class RedisTarget:
-    """A Redis URL, or an in-process fakeredis server (the embedded fallback)."""
+    """A Redis URL (``redis+cluster://`` for Redis Cluster), or an in-process
+    fakeredis server (the embedded fallback).
+
+    Cluster clients are typed as ``redis.Redis``: they offer the same command
+    methods, and every multi-key call jobpulse makes stays within one
+    partition's hash tag, so within one slot.
+    """
 
     url: str | None = None
     fake_server: Any = None
@@ -32,6 +50,8 @@ class RedisTarget:
             return fakeredis.FakeRedis(server=self.fake_server, **options)
         if not self.url:
             raise ConfigError("no Redis URL: set JOBPULSE_REDIS_URL")
+        if seed := cluster_url(self.url):
+            return cast(redis.Redis, RedisCluster.from_url(seed, **options))
         return redis.Redis.from_url(self.url, **options)
 
     def asyncio(self, **options: Any) -> redis.asyncio.Redis:
@@ -42,6 +62,8 @@ class RedisTarget:
             return fakeredis.FakeAsyncRedis(server=self.fake_server, **options)
         if not self.url:
             raise ConfigError("no Redis URL: set JOBPULSE_REDIS_URL")
+        if seed := cluster_url(self.url):
+            return cast(redis.asyncio.Redis, AsyncRedisCluster.from_url(seed, **options))
         return redis.asyncio.Redis.from_url(self.url, **options)
 
     def describe(self) -> str:

@@ -6,6 +6,7 @@ the queues and buckets asked for, never on how many events were ingested.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,15 +147,19 @@ class StatsStore:
         by_partition: dict[int, list[str]] = {}
         for q in queues:
             by_partition.setdefault(self.partition(q), []).append(q)
-        pipe = self.client.pipeline(transaction=False)
+        calls = []
         for p, names in by_partition.items():
             keys = []
             for q in names:
                 keys += [self.keys.totals(p, q), self.keys.pending(p, q), self.keys.running(p, q)]
                 keys += [self.keys.bucket(p, gran, start, q) for start in starts]
-            await self._snapshot(keys=keys, args=[len(starts)], client=pipe)
+            calls.append(self._snapshot(keys=keys, args=[len(starts)]))
+        # concurrent calls, not a pipeline: redis-py's cluster pipelines refuse scripts
+        started = time.perf_counter()
+        replies = await asyncio.gather(*calls)
+        self.redis_time_s += time.perf_counter() - started
         found: dict[str, QueueSnapshot] = {}
-        for names, reply in zip(by_partition.values(), await self._run(pipe), strict=True):
+        for names, reply in zip(by_partition.values(), replies, strict=True):
             for q, (totals_flat, pending, running, oldest, buckets) in zip(names, orjson.loads(reply), strict=True):
                 totals_raw = _pairs(totals_flat)
                 first, last = totals_raw.pop("first_ms", None), totals_raw.pop("last_ms", None)
