@@ -14,6 +14,8 @@ from aggregator.connection import ConfigError, RedisTarget
 from aggregator.settings import Settings
 
 log = logging.getLogger("jobpulse")
+# On SIGTERM/SIGINT the API finishes requests for this long, then closes live streams (they never end by themselves).
+SHUTDOWN_GRACE_S = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="run the API against JOBPULSE_REDIS_URL")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
+    top = sub.add_parser("top", help="the overview and queues in the terminal, refreshed every second")
+    top.add_argument("--url", help="the API's base URL (default http://JOBPULSE_API_HOST:JOBPULSE_API_PORT)")
+    top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
+    top.add_argument("--once", action="store_true", help="print one frame and exit")
     return parser
 
 
@@ -41,6 +47,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _aggregate(settings, args.drain)
         if args.command == "api":
             return _api(settings, args.host, args.port)
+        if args.command == "top":
+            from aggregator import top
+
+            return top.run(args.url or f"http://{settings.api_host}:{settings.api_port}", args.interval, args.once)
         return _serve(settings, args.demo, args.host, args.port)
     except ConfigError as exc:
         print(f"jobpulse: {exc}", file=sys.stderr)
@@ -78,7 +88,8 @@ def _api(settings: Settings, host: str | None, port: int | None) -> int:
 
     target = _require_url(settings)
     app = create_app(settings, target)
-    uvicorn.run(app, host=host or settings.api_host, port=port or settings.api_port, log_level="info")
+    uvicorn.run(app, host=host or settings.api_host, port=port or settings.api_port, log_level="info",
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     return 0
 
 
@@ -112,7 +123,8 @@ def _serve(settings: Settings, demo: bool, host: str | None, port: int | None) -
     if demo:
         print("jobpulse: demo load generator running", flush=True)
     try:
-        uvicorn.run(create_app(settings, target), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(settings, target), host=host, port=port, log_level="warning",
+                    timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     finally:
         if load is not None:
             load.stop()

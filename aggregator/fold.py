@@ -25,6 +25,7 @@ from aggregator.events import (
     parse_heartbeat,
 )
 from aggregator.keys import GRANULARITY_S, Keys, bucket_start
+from aggregator.stats import histogram_index
 
 PENDING, RUNNING, AWAITING_RETRY, FINISHED = "P", "R", "W", "F"
 
@@ -238,8 +239,12 @@ def _fold_counts(tally: _MinuteTally, ev: Event) -> None:
         adds[key] = adds.get(key, 0) + 1
     elif kind in OUTCOMES and ev.processing_ms is not None:
         _add_time(tally, "pt", "ps", ev.processing_ms)
+        key = f"ph:{histogram_index(ev.processing_ms)}"
+        tally.types[key] = tally.types.get(key, 0) + 1
     elif kind == "started" and ev.wait_ms is not None:
         _add_time(tally, "wt", "ws", ev.wait_ms)
+        key = f"wh:{histogram_index(ev.wait_ms)}"
+        tally.types[key] = tally.types.get(key, 0) + 1
     if ev.job_type:
         key = f"t:{kind}:{ev.job_type}"
         tally.types[key] = tally.types.get(key, 0) + 1
@@ -265,9 +270,12 @@ class _MinuteTally:
     alive: int  # bit per granularity whose bucket still exists; writing an expired one would resurrect it
     adds: dict[str, int] = field(default_factory=dict)
     maxes: dict[str, int] = field(default_factory=dict)
-    types: dict[str, int] = field(default_factory=dict)  # totals only: per job type counts
+    types: dict[str, int] = field(default_factory=dict)  # totals only: per job type counts, histogram buckets
     first_ms: int = 2**63
     last_ms: int = -1
+
+
+_TOTALS_TOO = frozenset({"pt_sum", "pt_n", "wt_sum", "wt_n"})
 
 
 def _alive_bits(minute: int, arrival_s: int, cfg: FoldConfig) -> int:
@@ -287,7 +295,7 @@ def _roll_up(fx: Effects, minutes: dict[tuple[str, int], _MinuteTally], cfg: Fol
         totals = keys.totals(p, q)
         dst = fx.incr[totals]
         for fld, n in t.adds.items():
-            if fld[1] == ":" and fld[0] in "np":  # n:<type> and p:<priority> are totals too
+            if fld in _TOTALS_TOO or (fld[1] == ":" and fld[0] in "np"):  # n:<type>, p:<priority>, sums
                 dst[fld] = dst.get(fld, 0) + n
         for fld, n in t.types.items():
             dst[fld] = dst.get(fld, 0) + n

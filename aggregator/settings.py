@@ -47,3 +47,5 @@ class Settings(BaseSettings):
     error_rate_critical: float = 0.2
     backlog_warning: int = 1000
     slow_processing_ms: float = 30_000.0
+    stream_interval_s: float = Field(default=1.0, gt=0, description="Seconds between live-stream updates.")
+    stream_max_clients: int = Field(default=100, ge=1, description="Live streams open at once, at most.")

@@ -2,11 +2,14 @@
 
 A bucket hash (see :mod:`fold`) holds ``n:<event_type>`` counts,
 ``p:<priority>`` counts, processing/wait sums, counts and maxima and the
-``ps:``/``ws:`` sketch bins. :class:`Tally` is its parsed, mergeable form.
+``ps:``/``ws:`` sketch bins. A queue's totals hash holds the counts, the
+sums and ``ph:``/``wh:`` counts per Prometheus histogram bucket (exact, for
+``/metrics``). :class:`Tally` is the parsed, mergeable form of either.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +19,14 @@ from aggregator import sketch
 OUTCOMES = ("completed", "failed", "timed_out", "dead")
 FAILURES = ("failed", "timed_out", "dead")
 PRIORITIES = ("background", "low", "normal", "high", "critical")
+# Upper bounds of the lifetime histograms, 10 ms to 6 h; index len() is +Inf.
+HISTOGRAM_BOUNDS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 120_000, 300_000,
+                       600_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000)
+
+
+def histogram_index(value_ms: int) -> int:
+    """The histogram bucket of a duration: the first bound it does not exceed."""
+    return bisect.bisect_left(HISTOGRAM_BOUNDS_MS, value_ms)
 
 
 @dataclass
@@ -32,6 +43,8 @@ class Tally:
     wt_max: int = 0
     processing: dict[int, int] = field(default_factory=dict)
     wait: dict[int, int] = field(default_factory=dict)
+    processing_hist: dict[int, int] = field(default_factory=dict)  # totals only: HISTOGRAM_BOUNDS_MS index -> n
+    wait_hist: dict[int, int] = field(default_factory=dict)
 
     @classmethod
     def from_hash(cls, raw: Mapping[bytes, bytes]) -> Tally:
@@ -61,6 +74,12 @@ class Tally:
         elif kind == "ws":
             i = int(rest)
             self.wait[i] = self.wait.get(i, 0) + value
+        elif kind == "ph":
+            i = int(rest)
+            self.processing_hist[i] = self.processing_hist.get(i, 0) + value
+        elif kind == "wh":
+            i = int(rest)
+            self.wait_hist[i] = self.wait_hist.get(i, 0) + value
         elif name in ("pt_sum", "pt_n", "wt_sum", "wt_n"):
             setattr(self, name, getattr(self, name) + value)
         elif name in ("pt_max", "wt_max"):
@@ -72,6 +91,8 @@ class Tally:
         _add_into(self.priorities, other.priorities)
         _add_into(self.processing, other.processing)
         _add_into(self.wait, other.wait)
+        _add_into(self.processing_hist, other.processing_hist)
+        _add_into(self.wait_hist, other.wait_hist)
         self.pt_sum += other.pt_sum
         self.pt_n += other.pt_n
         self.wt_sum += other.wt_sum

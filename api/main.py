@@ -8,12 +8,15 @@ from contextlib import asynccontextmanager
 
 import redis
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from aggregator.connection import RedisTarget
 from aggregator.keys import Keys
 from aggregator.settings import Settings
 from api.envelope import install_error_handlers
-from api.routers import probes, stats
+from api.routers import dashboard, metrics, probes, stats, stream
+from api.routers.dashboard import STATIC_DIR
+from api.routers.stream import StreamSlots
 
 
 class PartitionCount:
@@ -56,7 +59,12 @@ def create_app(settings: Settings, target: RedisTarget | None = None) -> FastAPI
     app.state.settings = settings
     app.state.keys = Keys(settings.key_prefix)
     app.state.started_s = time.time()
+    app.state.streams = StreamSlots(settings.stream_max_clients)
     install_error_handlers(app)
     app.include_router(stats.router)
+    app.include_router(stream.router)
+    app.include_router(metrics.router)
     app.include_router(probes.router)
+    app.include_router(dashboard.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -82,6 +82,7 @@ class SystemOverview(BaseModel):
     lost_events: int = Field(ge=0, description="Entries trimmed from a stream before the aggregator read them.")
     dead_letters: int = Field(ge=0, description="Invalid entries moved to the dead-letter streams.")
     dropped_by_emitters: int = Field(ge=0, description="Events emitters had to drop (buffer full), as last reported.")
+    active_workers: int = Field(ge=0, description="Workers heartbeating within 3 intervals.")
 
 
 class QueueStats(BaseModel):

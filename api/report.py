@@ -7,12 +7,15 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from prometheus_client.core import Metric
+
 from aggregator import stats
 from aggregator.keys import GRANULARITY_S
 from aggregator.settings import Settings
 from aggregator.stats import Tally, merged
 from aggregator.store import PartitionStatus, QueueSnapshot, StatsStore, Worker
 from api import health as rules
+from api.metrics import families as metric_families
 from api.models import (
     DetailedStats,
     ErrorPattern,
@@ -141,10 +144,19 @@ class Reporter:
             lost_events=sum(p.lost for p in parts),
             dead_letters=sum(p.dead_letters for p in parts),
             dropped_by_emitters=sum(w.dropped for w in workers),
+            active_workers=sum(1 for w in workers if rules.is_active(w, int(self.now_s * 1000))),
         )
 
     def _age_s(self, since_ms: int | None) -> int | None:
         return None if since_ms is None else max(0, int(self.now_s - since_ms / 1000))
+
+    async def metrics(self) -> list[Metric]:
+        """Every Prometheus metric family of one scrape."""
+        names = await self.store.queue_names()
+        snaps, workers, parts = await asyncio.gather(
+            self.store.snapshots(names, "m", []), self.store.workers(), self.store.partitions_status()
+        )
+        return metric_families(snaps, parts, workers, int(self.now_s * 1000))
 
     async def health(self, wanted: list[str] | None) -> SystemHealth:
         """SystemHealth over all queues or the given ones."""

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
+from aggregator.embedded import free_port
 from aggregator.settings import Settings
 
 REDIS_URL = os.environ.get("JOBPULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -44,3 +50,27 @@ def settings(redis_url: str) -> Iterator[Settings]:
 def client(settings: Settings) -> redis.Redis:
     """A client of the test Redis."""
     return redis.Redis.from_url(settings.redis_url or "")
+
+
+@pytest.fixture(scope="module")
+def demo_url() -> Iterator[str]:
+    """`jobpulse serve --demo` as a user runs it (embedded store), on a free port; its base URL."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPULSE_")}
+    proc = subprocess.Popen([sys.executable, "-m", "aggregator", "serve", "--demo", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(base + "/api/stats/overview", timeout=2).json()["data"]["completed_jobs"] > 0:
+                break
+        except (httpx.TransportError, KeyError, TypeError):
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "serve --demo did not come up"
+        time.sleep(0.2)
+    try:
+        yield base
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=15)

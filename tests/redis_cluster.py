@@ -43,14 +43,18 @@ def redis_cluster(masters: int = 3) -> Iterator[str]:
                 check=True, capture_output=True, timeout=60,
             )
             for port in ports:
-                _wait(lambda port=port: redis.Redis(port=port).execute_command("CLUSTER INFO")["cluster_state"] == "ok",
-                      "the cluster did not become ready")
+                _wait(lambda port=port: _cluster_state(port) == "ok", "the cluster did not become ready")
             yield f"redis+cluster://127.0.0.1:{ports[0]}"
         finally:
             for proc in procs:
                 proc.terminate()
             for proc in procs:
                 proc.wait(timeout=10)
+
+
+def _cluster_state(port: int) -> str:
+    info: dict[str, str] = redis.Redis(port=port).execute_command("CLUSTER INFO")  # type: ignore[no-untyped-call]
+    return info["cluster_state"]
 
 
 def _node_port() -> int:

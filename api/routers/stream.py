@@ -1,0 +1,72 @@
+"""/api/stats/stream: the overview pushed as Server-Sent Events."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import orjson
+import redis
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+
+from api.deps import QueuesDep, SettingsDep, get_store
+from api.envelope import failure
+from api.report import Reporter
+
+router = APIRouter(prefix="/api/stats", tags=["stats"])
+
+
+class StreamSlots:
+    """How many live streams there are, bounded so clients cannot exhaust the API."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+    def take(self) -> bool:
+        """Reserve a slot; False when all are in use."""
+        if self.open >= self.limit:
+            return False
+        self.open += 1
+        return True
+
+    def give_back(self) -> None:
+        """Free a slot (the client went away)."""
+        self.open -= 1
+
+
+def sse(event: str, data: bytes) -> bytes:
+    """One Server-Sent Events message."""
+    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+@router.get("/stream", response_class=StreamingResponse, responses={503: {"description": "Too many live streams."}})
+async def stream(request: Request, settings: SettingsDep, queues: QueuesDep) -> Response:
+    """Server-Sent Events: `overview` every second, `alerts` whenever they change."""
+    slots: StreamSlots = request.app.state.streams
+    if not slots.take():
+        return failure(503, f"too many live streams (limit {slots.limit}); try again later")
+
+    async def events() -> AsyncIterator[bytes]:
+        last_alerts: bytes | None = None
+        try:
+            yield b"retry: 2000\n\n"  # how long a browser waits before reconnecting
+            while not await request.is_disconnected():
+                reporter = Reporter(await get_store(request), settings, request.app.state.started_s)
+                try:
+                    overview = await reporter.overview(queues)
+                except (redis.RedisError, OSError) as exc:
+                    yield sse("error", orjson.dumps({"error": f"Redis unreachable: {type(exc).__name__}"}))
+                else:
+                    yield sse("overview", overview.model_dump_json().encode())
+                    alerts = orjson.dumps([a.model_dump(mode="json") for a in overview.system_health.alerts])
+                    if alerts != last_alerts:
+                        yield sse("alerts", alerts)
+                        last_alerts = alerts
+                await asyncio.sleep(settings.stream_interval_s)
+        finally:
+            slots.give_back()
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
