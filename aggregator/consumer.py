@@ -26,6 +26,7 @@ from aggregator.lease import Leases
 from aggregator.settings import Settings
 
 log = logging.getLogger("jobpulse.aggregator")
+MAX_BACKOFF_S = 5.0
 
 # One atomic snapshot: the next entries, how many are unread, how many were
 # ever added. consumed + lost + unread = added tells how many were trimmed unread.
@@ -136,17 +137,28 @@ class Aggregator:
     def run(self, drain: bool = False) -> Progress:
         """Consume until stopped; with ``drain``, until it owns every partition and all are empty."""
         renew_every_s = self.settings.lease_ttl_ms / 3000
-        next_renew = 0.0
+        next_renew = backoff_s = 0.0
         try:
             while not self._stop.is_set():
-                if time.monotonic() >= next_renew:
-                    self.rebalance(want_all=drain)
-                    next_renew = time.monotonic() + renew_every_s
-                worked = 0
-                for p in sorted(self.owned):
-                    if self._stop.is_set():
-                        break
-                    worked += self._step(p)
+                try:
+                    if time.monotonic() >= next_renew:
+                        self.rebalance(want_all=drain)
+                        next_renew = time.monotonic() + renew_every_s
+                    worked = 0
+                    for p in sorted(self.owned):
+                        if self._stop.is_set():
+                            break
+                        worked += self._step(p)
+                    backoff_s = 0.0
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    # Whatever was in flight may or may not have landed; the apply
+                    # script's watermark check tells, once Redis is back.
+                    self._folded = self._applying = None
+                    backoff_s = min(MAX_BACKOFF_S, max(0.1, backoff_s * 2))
+                    log.warning("Redis unreachable (%s); retrying in %.1f s", exc, backoff_s)
+                    next_renew = 0.0
+                    self._stop.wait(backoff_s)
+                    continue
                 if worked == 0:
                     if drain and len(self.owned) == self.partitions:
                         break
@@ -190,14 +202,15 @@ class Aggregator:
         value = self.leases.acquire(self.keys.lease(p), self.keys.fence(p))
         if value is None:
             return
-        wm_id, consumed, lost = self.client.hmget(self.keys.watermark(p), ["id", "consumed", "lost"])
-        self.owned[p] = Owned(
-            lease_value=value,
-            wm_id=_text(wm_id) or "0-0",
-            consumed=int(consumed or 0),
-            lost=int(lost or 0),
-        )
+        self.owned[p] = Owned(lease_value=value, wm_id="0-0", consumed=0, lost=0)
+        self._reload(p)
         log.info("owner of partition %d from %s", p, self.owned[p].wm_id)
+
+    def _reload(self, p: int) -> None:
+        """Take partition ``p``'s position from its stored watermark."""
+        wm_id, consumed, lost = self.client.hmget(self.keys.watermark(p), ["id", "consumed", "lost"])
+        owned = self.owned[p]
+        owned.wm_id, owned.consumed, owned.lost = _text(wm_id) or "0-0", int(consumed or 0), int(lost or 0)
 
     def release_all(self) -> None:
         """Finish the batch in flight, give back every lease and leave the live-aggregator set."""
@@ -269,7 +282,13 @@ class Aggregator:
         try:
             applying.result()
         except redis.ResponseError as exc:
-            if not str(exc).startswith(("FENCED", "WATERMARK")):
+            if str(exc).startswith("WATERMARK"):
+                # The lease is still ours (the script checks it first), but an earlier
+                # batch landed although its reply was lost: continue from what is stored.
+                log.warning("partition %d: %s; re-reading from the stored watermark", batch.partition, exc)
+                self._reload(batch.partition)
+                return
+            if not str(exc).startswith("FENCED"):
                 raise
             log.warning("partition %d fenced out: %s", batch.partition, exc)
             self.progress.fenced += 1
