@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import ipaddress
 import logging
+import secrets
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from types import FrameType
+
+import redis
 
 from aggregator.connection import ConfigError, RedisTarget
 from aggregator.settings import Settings
@@ -25,11 +30,15 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--demo", action="store_true", help="also run a built-in load generator")
     serve.add_argument("--host", help="API bind address (default JOBPULSE_API_HOST)")
     serve.add_argument("--port", type=int, help="API port (default JOBPULSE_API_PORT)")
+    serve.add_argument("--insecure", action="store_true", help="allow a non-loopback address without auth")
     agg = sub.add_parser("aggregate", help="run the aggregator against JOBPULSE_REDIS_URL")
     agg.add_argument("--drain", action="store_true", help="exit once every stream is consumed")
     api = sub.add_parser("api", help="run the API against JOBPULSE_REDIS_URL")
     api.add_argument("--host")
     api.add_argument("--port", type=int)
+    api.add_argument("--insecure", action="store_true", help="allow a non-loopback address without auth")
+    sub.add_parser("hash-password", help="read a password, print its bcrypt hash for JOBPULSE_BASIC_USERS")
+    sub.add_parser("new-api-key", help="print a new random API key and its digest for JOBPULSE_API_KEYS")
     top = sub.add_parser("top", help="the overview and queues in the terminal, refreshed every second")
     top.add_argument("--url", help="the API's base URL (default http://JOBPULSE_API_HOST:JOBPULSE_API_PORT)")
     top.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes")
@@ -45,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "aggregate":
             return _aggregate(settings, args.drain)
+        if args.command in ("hash-password", "new-api-key"):
+            return _secrets(args.command)
+        if args.command in ("api", "serve"):
+            settings = _checked_exposure(settings, args.host, args.insecure)
         if args.command == "api":
             return _api(settings, args.host, args.port)
         if args.command == "top":
@@ -55,6 +68,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"jobpulse: {exc}", file=sys.stderr)
         return 2
+    except redis.ConnectionError as exc:
+        print(f"jobpulse: cannot reach Redis: {exc}", file=sys.stderr)
+        return 1
+
+
+def _checked_exposure(settings: Settings, host: str | None, insecure: bool) -> Settings:
+    """Refuse to serve off loopback without authentication, unless told to."""
+    from api.auth import Credentials
+
+    bind = host or settings.api_host
+    if _loopback(bind) or Credentials.from_settings(settings).configured:
+        return settings
+    if not (insecure or settings.insecure):
+        raise ConfigError(
+            f"refusing to serve on {bind} without authentication: set JOBPULSE_API_KEYS or "
+            "JOBPULSE_BASIC_USERS (see `jobpulse new-api-key`, `jobpulse hash-password`), or pass --insecure"
+        )
+    log.warning("serving on %s WITHOUT authentication (--insecure): anyone who reaches it reads the stats", bind)
+    return settings
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _secrets(command: str) -> int:
+    from api.auth import key_digest, password_hash
+
+    if command == "new-api-key":
+        key = secrets.token_urlsafe(32)
+        print(f"API key (give to clients, header X-API-Key): {key}")
+        print(f"JOBPULSE_API_KEYS entry (digest):            {key_digest(key)}")
+        return 0
+    password = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    if not password:
+        raise ConfigError("empty password")
+    print(password_hash(password))
+    return 0
 
 
 def _require_url(settings: Settings) -> RedisTarget:

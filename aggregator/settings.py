@@ -40,6 +40,12 @@ class Settings(BaseSettings):
 
     # api
     api_host: str = "127.0.0.1"
+    api_keys: str = Field(default="", description="Comma-separated SHA-256 hex digests of the accepted API keys.")
+    api_key_header: str = Field(default="X-API-Key", min_length=1)
+    basic_users: str = Field(default="", description="Comma-separated user:<bcrypt hash> pairs for HTTP Basic.")
+    auth_max_failures: int = Field(default=5, ge=1, description="Failed logins from one client before lockout.")
+    auth_lockout_s: int = Field(default=900, ge=1, description="How long a locked-out client waits.")
+    insecure: bool = Field(default=False, description="Allow serving off loopback without authentication.")
     api_port: int = Field(default=8000, ge=0, le=65_535)
     rate_window_s: int = Field(default=300, ge=60)
     stale_after_s: float = Field(default=30.0, gt=0, description="Aggregator lag that is critical.")

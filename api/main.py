@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from aggregator.connection import RedisTarget
 from aggregator.keys import Keys
 from aggregator.settings import Settings
+from api.auth import AuthMiddleware, Credentials
 from api.envelope import install_error_handlers
 from api.routers import dashboard, metrics, probes, stats, stream
 from api.routers.dashboard import STATIC_DIR
@@ -60,6 +61,7 @@ def create_app(settings: Settings, target: RedisTarget | None = None) -> FastAPI
     app.state.keys = Keys(settings.key_prefix)
     app.state.started_s = time.time()
     app.state.streams = StreamSlots(settings.stream_max_clients)
+    app.add_middleware(AuthMiddleware, credentials=Credentials.from_settings(settings), settings=settings)
     install_error_handlers(app)
     app.include_router(stats.router)
     app.include_router(stream.router)
