@@ -60,6 +60,8 @@ def families(
                                    value=sum(p.lost for p in parts)))
     out.append(CounterMetricFamily("jobpulse_dead_letters", "Entries refused as malformed (dead-letter stream).",
                                    value=sum(p.dead_letters for p in parts)))
+    out.append(GaugeMetricFamily("jobpulse_dead_letter_stream_entries", "Entries kept in the dead-letter streams.",
+                                 value=sum(p.deadletter_length for p in parts)))
     return out
 
 

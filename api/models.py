@@ -83,6 +83,9 @@ class SystemOverview(BaseModel):
     dead_letters: int = Field(ge=0, description="Invalid entries moved to the dead-letter streams.")
     dropped_by_emitters: int = Field(ge=0, description="Events emitters had to drop (buffer full), as last reported.")
     active_workers: int = Field(ge=0, description="Workers heartbeating within 3 intervals.")
+    dead_letter_stream_length: int = Field(
+        ge=0, description="Entries kept in the dead-letter streams now (capped per partition at DEADLETTER_MAXLEN)."
+    )
 
 
 class QueueStats(BaseModel):

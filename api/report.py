@@ -145,6 +145,7 @@ class Reporter:
             dead_letters=sum(p.dead_letters for p in parts),
             dropped_by_emitters=sum(w.dropped for w in workers),
             active_workers=sum(1 for w in workers if rules.is_active(w, int(self.now_s * 1000))),
+            dead_letter_stream_length=sum(p.deadletter_length for p in parts),
         )
 
     def _age_s(self, since_ms: int | None) -> int | None:
