@@ -24,6 +24,10 @@ HISTOGRAM_BOUNDS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_0
                        600_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000)
 
 
+# field prefix -> the Tally dict of per-bin counts it adds into
+_BIN_FIELDS = {"ps": "processing", "ws": "wait", "ph": "processing_hist", "wh": "wait_hist"}
+
+
 def histogram_index(value_ms: int) -> int:
     """The histogram bucket of a duration: the first bound it does not exceed."""
     return bisect.bisect_left(HISTOGRAM_BOUNDS_MS, value_ms)
@@ -68,18 +72,10 @@ class Tally:
             self.counts[rest] = self.counts.get(rest, 0) + value
         elif kind == "p":
             self.priorities[rest] = self.priorities.get(rest, 0) + value
-        elif kind == "ps":
+        elif kind in _BIN_FIELDS:
+            bins: dict[int, int] = getattr(self, _BIN_FIELDS[kind])
             i = int(rest)
-            self.processing[i] = self.processing.get(i, 0) + value
-        elif kind == "ws":
-            i = int(rest)
-            self.wait[i] = self.wait.get(i, 0) + value
-        elif kind == "ph":
-            i = int(rest)
-            self.processing_hist[i] = self.processing_hist.get(i, 0) + value
-        elif kind == "wh":
-            i = int(rest)
-            self.wait_hist[i] = self.wait_hist.get(i, 0) + value
+            bins[i] = bins.get(i, 0) + value
         elif name in ("pt_sum", "pt_n", "wt_sum", "wt_n"):
             setattr(self, name, getattr(self, name) + value)
         elif name in ("pt_max", "wt_max"):

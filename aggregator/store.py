@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,9 +123,13 @@ class StatsStore:
         self._snapshot = client.register_script(_SNAPSHOT)
 
     async def _run(self, pipe: Any) -> list[Any]:
+        return await self._timed(pipe.execute())
+
+    async def _timed(self, pending: Awaitable[Any]) -> list[Any]:
+        """Await Redis replies, adding the wait to ``redis_time_s``."""
         start = time.perf_counter()
         try:
-            return list(await pipe.execute())
+            return list(await pending)
         finally:
             self.redis_time_s += time.perf_counter() - start
 
@@ -155,9 +160,7 @@ class StatsStore:
                 keys += [self.keys.bucket(p, gran, start, q) for start in starts]
             calls.append(self._snapshot(keys=keys, args=[len(starts)]))
         # concurrent calls, not a pipeline: redis-py's cluster pipelines refuse scripts
-        started = time.perf_counter()
-        replies = await asyncio.gather(*calls)
-        self.redis_time_s += time.perf_counter() - started
+        replies = await self._timed(asyncio.gather(*calls))
         found: dict[str, QueueSnapshot] = {}
         for names, reply in zip(by_partition.values(), replies, strict=True):
             for q, (totals_flat, pending, running, oldest, buckets) in zip(names, orjson.loads(reply), strict=True):

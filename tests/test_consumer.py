@@ -33,10 +33,11 @@ def assert_exact(client: redis.Redis, settings: Settings, expected: Expected) ->
         assert client.zcard(keys.running(p, q)) == expected.gauge(q, "R"), q
 
 
-def _spawn(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
+def spawn_aggregator(settings: Settings, *args: str, batch_size: int = 300) -> subprocess.Popen[bytes]:
+    """``jobpulse aggregate`` as a child process with the settings' Redis, prefix, P and lease."""
     env = dict(os.environ, JOBPULSE_REDIS_URL=settings.redis_url or "", JOBPULSE_KEY_PREFIX=settings.key_prefix,
                JOBPULSE_PARTITIONS=str(settings.partitions), JOBPULSE_LEASE_TTL_MS=str(settings.lease_ttl_ms),
-               JOBPULSE_BATCH_SIZE="300")
+               JOBPULSE_BATCH_SIZE=str(batch_size))
     return subprocess.Popen([sys.executable, "-m", "aggregator", "aggregate", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -55,7 +56,7 @@ def test_kill_9_at_random_points_loses_and_repeats_nothing(settings: Settings, c
     kills = 0
     for _ in range(20):
         target = consumed() + rng.randint(1, 8000)  # a random point in the stream, usually mid-batch
-        proc = _spawn(settings)
+        proc = spawn_aggregator(settings)
         deadline = time.monotonic() + 60
         while consumed() < target and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)  # the new process waits out the killed one's 1 s lease first
@@ -64,7 +65,7 @@ def test_kill_9_at_random_points_loses_and_repeats_nothing(settings: Settings, c
             kills += 1
         proc.wait()
     assert kills == 20 and 0 < consumed() < len(events), "the kills must land mid-ingest"
-    final = _spawn(settings, "--drain")
+    final = spawn_aggregator(settings, "--drain")
     _, err = final.communicate(timeout=120)
     assert final.returncode == 0, err.decode()[-2000:]
     assert_exact(client, settings, expected)
@@ -119,7 +120,7 @@ def test_two_aggregators_started_together_share_without_double_counting(
 def test_sigterm_finishes_and_releases_the_leases(settings: Settings, client: redis.Redis) -> None:
     keys = Keys(settings.key_prefix)
     client.hset(keys.meta, mapping={"partitions": settings.partitions, "version": "1"})
-    proc = _spawn(settings)
+    proc = spawn_aggregator(settings)
     deadline = time.monotonic() + 30
     while not all(client.exists(keys.lease(p)) for p in range(settings.partitions)):
         assert time.monotonic() < deadline and proc.poll() is None, "the aggregator never took its leases"

@@ -3,10 +3,8 @@ a stream trimmed past the watermark, a burst far ahead of the aggregator."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,18 +20,14 @@ from aggregator.keys import Keys, partition_of
 from aggregator.settings import Settings
 from api.main import create_app
 from tests.redis_process import RedisProcess
-from tests.test_consumer import assert_exact
+from tests.test_consumer import assert_exact, spawn_aggregator
 from tests.workload import build, publish
 
 T0_MS = int(time.time() * 1000) - 3_600_000
 
 
 def _spawn(settings: Settings, *args: str) -> subprocess.Popen[bytes]:
-    env = dict(os.environ, JOBPULSE_REDIS_URL=settings.redis_url or "", JOBPULSE_KEY_PREFIX=settings.key_prefix,
-               JOBPULSE_PARTITIONS=str(settings.partitions), JOBPULSE_LEASE_TTL_MS=str(settings.lease_ttl_ms),
-               JOBPULSE_BATCH_SIZE="500")
-    return subprocess.Popen([sys.executable, "-m", "aggregator", "aggregate", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return spawn_aggregator(settings, *args, batch_size=500)
 
 
 def _consumed(client: redis.Redis, settings: Settings) -> int:
