@@ -37,6 +37,7 @@ class AsyncEmitter(LifecycleMethods):
         self._loop = SendLoop(self.buffer, settings.heartbeat_interval_s)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def _wake(self) -> None:
         if not self._wakeup.is_set():  # set() takes a lock; a busy job calls this for every event
@@ -64,9 +65,13 @@ class AsyncEmitter(LifecycleMethods):
         """Send what is buffered (up to ``timeout_s``), then stop the task."""
         sent = await self.flush(timeout_s)
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Asked to stop rather than cancelled: on Python 3.11 a cancel that lands as
+            # wait_for's inner wait completes can be swallowed, and close() would wait forever.
+            self._closing = True
+            self._wakeup.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2.0):  # a send stuck on a dead socket is cancelled
+                    await self._task
             self._task = None
         await self._client.aclose()
         return sent
@@ -79,10 +84,13 @@ class AsyncEmitter(LifecycleMethods):
 
     async def _run(self) -> None:
         interval_s = self.settings.emit_flush_interval_ms / 1000
-        while True:
+        while not self._closing:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), interval_s)
+                async with asyncio.timeout(interval_s):
+                    await self._wakeup.wait()
             self._wakeup.clear()
+            if self._closing:
+                break
             delay = await self._send_all()
             if delay:
                 await asyncio.sleep(delay)
@@ -90,7 +98,7 @@ class AsyncEmitter(LifecycleMethods):
     async def _send_all(self) -> float:
         try:
             if self._loop.partitions is None:
-                self._loop.set_partitions(await self._client.hget(self.buffer.keys.meta, "partitions"))
+                self._loop.set_partitions(await self._client.hget(self.buffer.keys.meta, "partitions"))  # type: ignore[misc]  # redis-py 5 stubs
             while batch := self._loop.next_batch():
                 pipe = self._client.pipeline(transaction=False)
                 for stream, name, body in batch:
