@@ -4,7 +4,8 @@ A bucket hash (see :mod:`fold`) holds ``n:<event_type>`` counts,
 ``p:<priority>`` counts, processing/wait sums, counts and maxima and the
 ``ps:``/``ws:`` sketch bins. A queue's totals hash holds the counts, the
 sums and ``ph:``/``wh:`` counts per Prometheus histogram bucket (exact, for
-``/metrics``). :class:`Tally` is the parsed, mergeable form of either.
+``/metrics``) and ``t:<event_type>:<job_type>`` counts. :class:`Tally` is
+the parsed, mergeable form of either.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Tally:
     wait: dict[int, int] = field(default_factory=dict)
     processing_hist: dict[int, int] = field(default_factory=dict)  # totals only: HISTOGRAM_BOUNDS_MS index -> n
     wait_hist: dict[int, int] = field(default_factory=dict)
+    job_types: dict[str, dict[str, int]] = field(default_factory=dict)  # totals only: job type -> event type -> n
 
     @classmethod
     def from_hash(cls, raw: Mapping[bytes, bytes]) -> Tally:
@@ -72,6 +74,10 @@ class Tally:
             self.counts[rest] = self.counts.get(rest, 0) + value
         elif kind == "p":
             self.priorities[rest] = self.priorities.get(rest, 0) + value
+        elif kind == "t":
+            event_type, _, job_type = rest.partition(":")  # event types hold no colon; job types may
+            per_type = self.job_types.setdefault(job_type, {})
+            per_type[event_type] = per_type.get(event_type, 0) + value
         elif kind in _BIN_FIELDS:
             bins: dict[int, int] = getattr(self, _BIN_FIELDS[kind])
             i = int(rest)
@@ -89,6 +95,8 @@ class Tally:
         _add_into(self.wait, other.wait)
         _add_into(self.processing_hist, other.processing_hist)
         _add_into(self.wait_hist, other.wait_hist)
+        for job_type, per_type in other.job_types.items():
+            _add_into(self.job_types.setdefault(job_type, {}), per_type)
         self.pt_sum += other.pt_sum
         self.pt_n += other.pt_n
         self.wt_sum += other.wt_sum

@@ -26,8 +26,11 @@ class HealthInputs:
 
 
 def is_active(worker: Worker, now_ms: int) -> bool:
-    """A worker is active while its last heartbeat is fresher than 3 intervals."""
-    return now_ms - worker.seen_ms < 3 * worker.interval_s * 1000
+    """A worker is active while its last heartbeat is fresher than 3 intervals.
+
+    An emitter that only publishes jobs heartbeats with concurrency 0 (to report
+    what it dropped); it runs nothing, so it is not a worker."""
+    return worker.concurrency > 0 and now_ms - worker.seen_ms < 3 * worker.interval_s * 1000
 
 
 def evaluate(inputs: HealthInputs, settings: Settings, now: datetime) -> SystemHealth:
@@ -89,7 +92,7 @@ def evaluate(inputs: HealthInputs, settings: Settings, now: datetime) -> SystemH
 
     active = [w for w in inputs.workers if is_active(w, inputs.now_ms)]
     served_now = {q for w in active for q in w.queues}
-    served_ever = {q for w in inputs.workers for q in w.queues}
+    served_ever = {q for w in inputs.workers if w.concurrency > 0 for q in w.queues}
     for q in inputs.queues:
         if q.pending and q.name in served_ever and q.name not in served_now:
             alert(

@@ -109,6 +109,9 @@ class QueueStats(BaseModel):
     cancelled_total: int = Field(ge=0, description="`cancelled` events ever.")
     processing_time_ms: Latency = Field(description="Processing time percentiles in the window.")
     wait_time_ms: Latency = Field(description="Enqueue-to-start wait percentiles in the window.")
+    job_types: dict[str, dict[str, int]] = Field(
+        description="Lifetime event counts per job_type (task name): {job_type: {event_type: n}}."
+    )
 
 
 class HourlyTrend(BaseModel):

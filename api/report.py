@@ -184,6 +184,7 @@ class Reporter:
             cancelled_total=t.count("cancelled"),
             processing_time_ms=latency(w.processing),
             wait_time_ms=latency(w.wait),
+            job_types=t.job_types,
         )
 
     async def trends(self, query: StatsQuery) -> list[HourlyTrend]:
