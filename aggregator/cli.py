@@ -1,4 +1,4 @@
-"""The ``jobpulse`` command: serve (all in one), aggregate, api."""
+"""The ``jobpulse`` command: serve (all in one), aggregate, api, hammerwork-bridge and helpers."""
 
 from __future__ import annotations
 
@@ -37,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument("--host")
     api.add_argument("--port", type=int)
     api.add_argument("--insecure", action="store_true", help="allow a non-loopback address without auth")
+    bridge = sub.add_parser("hammerwork-bridge", help="forward hammerwork webhook deliveries to the event streams")
+    bridge.add_argument("--host", help="bind address (default JOBPULSE_API_HOST)")
+    bridge.add_argument("--port", type=int, help="port (default JOBPULSE_BRIDGE_PORT)")
+    bridge.add_argument("--insecure", action="store_true", help="allow a non-loopback address without a secret")
     sub.add_parser("hash-password", help="read a password, print its bcrypt hash for JOBPULSE_BASIC_USERS")
     sub.add_parser("new-api-key", help="print a new random API key and its digest for JOBPULSE_API_KEYS")
     top = sub.add_parser("top", help="the overview and queues in the terminal, refreshed every second")
@@ -56,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _aggregate(settings, args.drain)
         if args.command in ("hash-password", "new-api-key"):
             return _secrets(args.command)
+        if args.command == "hammerwork-bridge":
+            return _bridge(settings, args.host, args.port, args.insecure)
         if args.command in ("api", "serve"):
             settings = _checked_exposure(settings, args.host, args.insecure)
         if args.command == "api":
@@ -145,6 +151,23 @@ def _api(settings: Settings, host: str | None, port: int | None) -> int:
     target = _require_url(settings)
     app = create_app(settings, target)
     uvicorn.run(app, host=host or settings.api_host, port=port or settings.api_port, log_level="info",
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    return 0
+
+
+def _bridge(settings: Settings, host: str | None, port: int | None, insecure: bool) -> int:
+    import uvicorn
+
+    from aggregator.integrations.hammerwork import create_bridge
+
+    bind = host or settings.api_host
+    if not (_loopback(bind) or settings.hammerwork_secret):
+        if not (insecure or settings.insecure):
+            raise ConfigError(f"refusing to accept events on {bind} unsigned: set JOBPULSE_HAMMERWORK_SECRET "
+                              "(the webhook's secret), or pass --insecure")
+        log.warning("accepting UNSIGNED events on %s (--insecure): anyone who reaches it can write stats", bind)
+    target = _require_url(settings)
+    uvicorn.run(create_bridge(settings, target), host=bind, port=port or settings.bridge_port, log_level="info",
                 timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
     return 0
 

@@ -64,7 +64,7 @@ class RedisTarget:
             raise ConfigError("no Redis URL: set JOBPULSE_REDIS_URL")
         if seed := cluster_url(self.url):
             return cast(redis.asyncio.Redis, AsyncRedisCluster.from_url(seed, **options))
-        return redis.asyncio.Redis.from_url(self.url, **options)
+        return redis.asyncio.Redis.from_url(self.url, **options)  # type: ignore[no-any-return]  # redis-py 5 stubs
 
     def describe(self) -> str:
         """Where this points, with any password hidden."""
@@ -85,9 +85,9 @@ def redact_url(url: str) -> str:
 
 def ensure_meta(client: redis.Redis, keys: Keys, partitions: int) -> int:
     """Store P on first start; refuse a different P later. Returns P."""
-    client.hsetnx(keys.meta, "partitions", partitions)
+    client.hsetnx(keys.meta, "partitions", str(partitions))
     client.hsetnx(keys.meta, "version", META_VERSION)
-    stored = int(client.hget(keys.meta, "partitions") or partitions)
+    stored = int(client.hget(keys.meta, "partitions") or partitions)  # type: ignore[arg-type]  # redis-py 5 stubs
     if stored != partitions:
         raise ConfigError(
             f"{keys.meta} says partitions={stored} but JOBPULSE_PARTITIONS={partitions}; "

@@ -208,7 +208,7 @@ class Aggregator:
 
     def _reload(self, p: int) -> None:
         """Take partition ``p``'s position from its stored watermark."""
-        wm_id, consumed, lost = self.client.hmget(self.keys.watermark(p), ["id", "consumed", "lost"])
+        wm_id, consumed, lost = self.client.hmget(self.keys.watermark(p), ["id", "consumed", "lost"])  # type: ignore[misc]  # redis-py 5 stubs
         owned = self.owned[p]
         owned.wm_id, owned.consumed, owned.lost = _text(wm_id) or "0-0", int(consumed or 0), int(lost or 0)
 

@@ -115,10 +115,18 @@ class Emitter(LifecycleMethods):
         """Events not yet accepted by Redis."""
         return self._loop.pending()
 
-    def flush(self, timeout_s: float = 5.0) -> bool:
-        """Wait until every buffered event is in Redis; False on timeout."""
+    @property
+    def reachable(self) -> bool:
+        """False while the last send failed and the sender is backing off."""
+        return self._loop.backoff_s == 0
+
+    def flush(self, timeout_s: float = 5.0, *, unless_down: bool = False) -> bool:
+        """Wait until every buffered event is in Redis; False on timeout (or, with
+        ``unless_down``, as soon as a send fails: the caller will not wait out an outage)."""
         deadline = time.monotonic() + timeout_s
         while self.pending() and time.monotonic() < deadline:
+            if unless_down and not self.reachable:
+                break
             self._wakeup.set()
             time.sleep(0.005)
         return not self.pending()
@@ -150,7 +158,7 @@ class Emitter(LifecycleMethods):
         """Send every buffered batch; seconds to back off, or 0."""
         try:
             if self._loop.partitions is None:
-                self._loop.set_partitions(self._client.hget(self.buffer.keys.meta, "partitions"))
+                self._loop.set_partitions(self._client.hget(self.buffer.keys.meta, "partitions"))  # type: ignore[arg-type]  # redis-py 5 stubs
             while batch := self._loop.next_batch():
                 pipe = self._client.pipeline(transaction=False)
                 maxlen = self.settings.stream_maxlen

@@ -54,4 +54,8 @@ class Settings(BaseSettings):
     backlog_warning: int = 1000
     slow_processing_ms: float = 30_000.0
     stream_interval_s: float = Field(default=1.0, gt=0, description="Seconds between live-stream updates.")
+    hammerwork_secret: str = Field(
+        default="", description="HMAC secret shared with hammerwork's webhook; empty accepts unsigned deliveries."
+    )
+    bridge_port: int = Field(default=8001, ge=0, le=65_535, description="Port of `jobpulse hammerwork-bridge`.")
     stream_max_clients: int = Field(default=100, ge=1, description="Live streams open at once, at most.")

@@ -30,7 +30,7 @@ class PartitionCount:
     async def __call__(self) -> int:
         if self.known is None:
             try:
-                raw = await self.client.hget(self.keys.meta, "partitions")
+                raw = await self.client.hget(self.keys.meta, "partitions")  # type: ignore[misc]  # redis-py 5 stubs
             except (redis.RedisError, OSError):
                 return self.fallback
             if raw is None:

@@ -39,7 +39,7 @@ def cpu_s(pid: int) -> float:
 
 def nodes_cpu_s(client: redis.Redis) -> dict[str, float]:
     """CPU seconds each cluster node has used so far."""
-    info: dict[str, Any] = client.info("cpu", target_nodes="primaries")
+    info: dict[str, Any] = client.info("cpu", target_nodes="primaries")  # type: ignore[assignment]  # redis-py 5 stubs
     return {node: v["used_cpu_sys"] + v["used_cpu_user"] for node, v in info.items()}
 
 

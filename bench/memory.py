@@ -61,8 +61,8 @@ def usage_by_kind(ns: Namespace, queue: str, partitions: int) -> dict[str, int]:
     names = {"m": "minute_buckets", "h": "hour_buckets", "d": "day_buckets"}
     for gran, kind in names.items():
         for key in ns.client.scan_iter(match=ns.keys.bucket(p, gran, 0, queue).replace(":0:", ":*:"), count=5000):
-            out[kind] += int(ns.client.memory_usage(key, samples=0) or 0)
-    out["totals"] = int(ns.client.memory_usage(ns.keys.totals(p, queue), samples=0) or 0)
+            out[kind] += int(ns.client.memory_usage(key, samples=0) or 0)  # type: ignore[arg-type]  # redis-py 5 stubs
+    out["totals"] = int(ns.client.memory_usage(ns.keys.totals(p, queue), samples=0) or 0)  # type: ignore[arg-type]  # redis-py 5 stubs
     return out
 
 
