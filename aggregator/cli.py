@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     bridge.add_argument("--host", help="bind address (default JOBPULSE_API_HOST)")
     bridge.add_argument("--port", type=int, help="port (default JOBPULSE_BRIDGE_PORT)")
     bridge.add_argument("--insecure", action="store_true", help="allow a non-loopback address without a secret")
+    sub.add_parser("acl", help="print minimal Redis ACL users for the emitter, aggregator and API")
     sub.add_parser("hash-password", help="read a password, print its bcrypt hash for JOBPULSE_BASIC_USERS")
     sub.add_parser("new-api-key", help="print a new random API key and its digest for JOBPULSE_API_KEYS")
     top = sub.add_parser("top", help="the overview and queues in the terminal, refreshed every second")
@@ -60,6 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _aggregate(settings, args.drain)
         if args.command in ("hash-password", "new-api-key"):
             return _secrets(args.command)
+        if args.command == "acl":
+            from aggregator.acl import setuser_commands
+
+            print("\n".join(setuser_commands(settings.key_prefix)))
+            return 0
         if args.command == "hammerwork-bridge":
             return _bridge(settings, args.host, args.port, args.insecure)
         if args.command in ("api", "serve"):
