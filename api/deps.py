@@ -38,10 +38,14 @@ def get_queues(queues: Annotated[list[str] | None, Query(description=QUEUES_HELP
 
 
 def get_query(
-    start: Annotated[str | None, Query(description="Range start, RFC 3339; default end − 24 h.")] = None,
-    end: Annotated[str | None, Query(description="Range end, RFC 3339; default now.")] = None,
+    # typed str and checked by build_query, so a bad value gets the envelope's 422; the schema still says
+    start: Annotated[str | None, Query(description="Range start, RFC 3339; default end − 24 h.",
+                                       json_schema_extra={"format": "date-time"})] = None,
+    end: Annotated[str | None, Query(description="Range end, RFC 3339; default now.",
+                                     json_schema_extra={"format": "date-time"})] = None,
     queues: Annotated[list[str] | None, Query(description=QUEUES_HELP)] = None,
-    granularity: Annotated[str | None, Query(description="minute, hour (default), day or week.")] = None,
+    granularity: Annotated[str | None, Query(description="minute, hour (default), day or week.",
+                                             json_schema_extra={"enum": ["minute", "hour", "day", "week"]})] = None,
 ) -> StatsQuery:
     """The full StatsQuery."""
     return build_query(start, end, queues, granularity, int(time.time()))

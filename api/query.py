@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from aggregator.keys import GRANULARITY_S
 
 MAX_BUCKETS = 1000
+# Times outside this span are refused: a default range reaching back before year 1 crashed datetime
+EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 DEFAULT_RANGE_S = 24 * 3600
 GRANULARITIES = {"minute": 60, "hour": 3600, "day": 86_400, "week": 7 * 86_400}
 _MONDAY_OFFSET_DAYS = 3  # 1970-01-01 was a Thursday
@@ -30,7 +33,13 @@ def parse_time(name: str, raw: str) -> datetime:
         raise BadParameter(name, f"{raw!r} is not an RFC 3339 date-time, e.g. 2026-01-31T12:00:00Z") from None
     if value.tzinfo is None:
         raise BadParameter(name, f"{raw!r} has no time zone; add Z or an offset like +02:00")
-    return value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # an offset that carries year 1 or 9999 out of range
+        raise BadParameter(name, f"{raw!r} is outside {EARLIEST:%Y-%m-%d} .. {LATEST:%Y-%m-%d}") from None
+    if not EARLIEST <= value <= LATEST:
+        raise BadParameter(name, f"{raw!r} is outside {EARLIEST:%Y-%m-%d} .. {LATEST:%Y-%m-%d}")
+    return value
 
 
 def parse_queues(raw: list[str] | None) -> list[str] | None:
@@ -101,7 +110,10 @@ def build_query(
     start_s = int(parse_time("start", start).timestamp()) if start else end_s - DEFAULT_RANGE_S
     if end_s <= start_s:
         raise BadParameter("end", "must be after start")
-    n = len(bucket_starts(start_s, end_s, GRANULARITIES[gran]))
+    if start_s < EARLIEST.timestamp():
+        raise BadParameter("start", f"the default range (end − 24 h) starts before {EARLIEST:%Y-%m-%d}")
+    step_s = GRANULARITIES[gran]
+    n = (end_s - align(start_s, step_s) + step_s - 1) // step_s  # counted, not listed: a range may be huge
     if n > MAX_BUCKETS:
         raise BadParameter(
             "granularity",

@@ -12,7 +12,13 @@ from api.health import HealthInputs, evaluate
 from api.models import ApiResponse, DetailedStats, HourlyTrend, SystemHealth, SystemOverview
 from api.report import utc
 
-router = APIRouter(prefix="/api/stats", tags=["stats"])
+# Errors come in the same envelope as data (success false, data null, error naming the cause),
+# not in FastAPI's default {"detail": [...]}: the schema says so, and schemathesis holds us to it.
+ERRORS: dict[int | str, dict[str, object]] = {
+    422: {"model": ApiResponse[None], "description": "A bad query parameter, named in `error`."},
+    503: {"model": ApiResponse[None], "description": "Redis is unreachable."},
+}
+router = APIRouter(prefix="/api/stats", tags=["stats"], responses=ERRORS)
 
 
 @router.get("/overview", response_model=ApiResponse[SystemOverview])
