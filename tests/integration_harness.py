@@ -25,6 +25,19 @@ OUTCOMES = ("completed", "failed", "timed_out", "dead")
 Counts = dict[str, dict[str, int]]
 
 
+def expected_counts(job_type_prefix: str = "") -> Counts:
+    """What every integration test runs, per job type: 5 successes, 2 failures not retried, one job
+    failing twice then succeeding, one retried once then failing for good, one timing out."""
+    p = job_type_prefix
+    return {
+        p + "ok": {"enqueued": 5, "started": 5, "completed": 5},
+        p + "boom": {"enqueued": 2, "started": 2, "dead": 2},
+        p + "flaky": {"enqueued": 1, "started": 3, "failed": 2, "retried": 2, "completed": 1},
+        p + "hopeless": {"enqueued": 1, "started": 2, "failed": 1, "retried": 1, "dead": 1},
+        p + "slow": {"enqueued": 1, "started": 1, "timed_out": 1},
+    }
+
+
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     """Environment for a worker process reporting to ``settings``' Redis and prefix."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPULSE_")}

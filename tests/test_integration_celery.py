@@ -15,7 +15,7 @@ import pytest
 
 from aggregator.integrations import celery as jp_celery
 from aggregator.settings import Settings
-from tests.integration_harness import Stats, unreachable_redis_url, worker, worker_env
+from tests.integration_harness import Stats, expected_counts, unreachable_redis_url, worker, worker_env
 
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 BROKER_DB = "redis://127.0.0.1:6379/5"
@@ -27,16 +27,6 @@ def _rabbitmq_up() -> bool:
     except OSError:
         return False
     return True
-
-
-def _expected(p: str) -> dict[str, dict[str, int]]:
-    return {
-        p + "ok": {"enqueued": 5, "started": 5, "completed": 5},
-        p + "boom": {"enqueued": 2, "started": 2, "dead": 2},
-        p + "flaky": {"enqueued": 1, "started": 3, "failed": 2, "retried": 2, "completed": 1},
-        p + "hopeless": {"enqueued": 1, "started": 2, "failed": 1, "retried": 1, "dead": 1},
-        p + "slow": {"enqueued": 1, "started": 1, "timed_out": 1},
-    }
 
 
 def _tasks_module(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> ModuleType:
@@ -83,8 +73,8 @@ def test_worker_counts_match_the_tasks_run(
             gc.collect()  # an AsyncResult collected at interpreter exit tries to unsubscribe from Redis
             jp_celery.emitter.flush()
             p = "tests.apps.celery_tasks."
-            got = stats.wait_for({queue: _expected(p), f"{queue}-mail": {}})
-        assert got[queue] == _expected(p)
+            got = stats.wait_for({queue: expected_counts(p), f"{queue}-mail": {}})
+        assert got[queue] == expected_counts(p)
         assert got[f"{queue}-mail"] == {p + "ok": {"enqueued": 3, "started": 3, "completed": 3}}
         overview = stats.overview()
         assert overview["completed_jobs"] == 5 + 3 + 1

@@ -12,16 +12,10 @@ import pytest
 
 from aggregator.integrations import dramatiq as jp_dramatiq
 from aggregator.settings import Settings
-from tests.integration_harness import Stats, unreachable_redis_url, worker, worker_env
+from tests.integration_harness import Stats, expected_counts, unreachable_redis_url, worker, worker_env
 
 BROKER_DB = "redis://127.0.0.1:6379/7"
-EXPECTED = {
-    "ok": {"enqueued": 5, "started": 5, "completed": 5},
-    "boom": {"enqueued": 2, "started": 2, "dead": 2},
-    "flaky": {"enqueued": 1, "started": 3, "failed": 2, "retried": 2, "completed": 1},
-    "hopeless": {"enqueued": 1, "started": 2, "failed": 1, "retried": 1, "dead": 1},
-    "slow": {"enqueued": 1, "started": 1, "timed_out": 1},
-}
+EXPECTED = expected_counts()
 
 
 def _actors(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> ModuleType:

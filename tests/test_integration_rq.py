@@ -13,17 +13,11 @@ from rq import Retry
 from aggregator.integrations import rq as jp_rq
 from aggregator.settings import Settings
 from tests.apps import rq_tasks
-from tests.integration_harness import Stats, unreachable_redis_url, worker, worker_env
+from tests.integration_harness import Stats, expected_counts, unreachable_redis_url, worker, worker_env
 
 BROKER_DB = "redis://127.0.0.1:6379/6"
 P = "tests.apps.rq_tasks."
-EXPECTED = {
-    P + "ok": {"enqueued": 5, "started": 5, "completed": 5},
-    P + "boom": {"enqueued": 2, "started": 2, "dead": 2},
-    P + "flaky": {"enqueued": 1, "started": 3, "failed": 2, "retried": 2, "completed": 1},
-    P + "hopeless": {"enqueued": 1, "started": 2, "failed": 1, "retried": 1, "dead": 1},
-    P + "slow": {"enqueued": 1, "started": 1, "timed_out": 1},
-}
+EXPECTED = expected_counts(P)
 
 
 def _burst_worker(queue: str, env: dict[str, str]) -> int:
