@@ -1,5 +1,5 @@
-"""Faults injected for real: Redis restarted mid-ingest, an owner frozen past its lease,
-a stream trimmed past the watermark, a burst far ahead of the aggregator."""
+"""Faults injected for real: Redis restarted mid-ingest, a long outage under an emitter, an owner
+frozen past its lease, a stream trimmed past the watermark, a burst far ahead of the aggregator."""
 
 from __future__ import annotations
 
@@ -104,6 +104,34 @@ def test_redis_restart_mid_ingest_loses_nothing(own_redis: RedisProcess) -> None
         assert stats["enqueued_total"] == jobs and stats["failed_total"] == failed[q]
         assert stats["completed_total"] == jobs - failed[q]
         assert stats["pending"] == stats["running"] == 0
+
+
+def test_long_outage_drops_the_oldest_and_reports_the_count_once_redis_is_back(tmp_path: Path) -> None:
+    server = RedisProcess(tmp_path)  # not started: Redis is down from the first event on
+    settings = Settings(redis_url=server.url, key_prefix="lo", partitions=2, emit_buffer_max=100)
+    with Emitter(settings, worker_id="outage-worker", concurrency=1) as emitter:
+        for i in range(250):
+            emitter.enqueued(f"j{i}", "q")
+            assert len(emitter.buffer.items) <= 100  # the bound holds at every step: memory stays flat
+        assert emitter.dropped == 150
+        server.start()
+        client = redis.Redis.from_url(server.url)
+        aggregator = Aggregator(settings, client)  # stores P, which the emitter waits for
+        assert emitter.flush(timeout_s=30)  # the first batch carries the heartbeat with the count
+    aggregator.run(drain=True)
+    try:
+        with TestClient(create_app(settings)) as api:
+            overview = api.get("/api/stats/overview").json()["data"]
+            alerts = api.get("/api/stats/health").json()["data"]["alerts"]
+            metrics = api.get("/metrics").text
+        assert overview["total_jobs"] == 100  # the newest 100 survived; the oldest 150 were dropped
+        assert overview["dropped_by_emitters"] == 150
+        assert any(a["metric"] == "dropped_events" and a["value"] == 150 for a in alerts)
+        assert "jobpulse_emitter_dropped_events_total 150.0" in metrics
+        pending = client.zrange(Keys("lo").pending(partition_of("q", 2), "q"), 0, -1)
+        assert sorted(int(m[1:]) for m in pending) == list(range(150, 250))
+    finally:
+        server.stop()
 
 
 @pytest.mark.slow
