@@ -35,6 +35,7 @@ class AsyncEmitter(LifecycleMethods):
         opts: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
         self._client = client or (target or RedisTarget(settings.redis_url)).asyncio(**opts)
         self._loop = SendLoop(self.buffer, settings.heartbeat_interval_s)
+        self._loop.restore(settings.emit_spool_dir)
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -62,7 +63,8 @@ class AsyncEmitter(LifecycleMethods):
         return not self.pending()
 
     async def close(self, timeout_s: float = 5.0) -> bool:
-        """Send what is buffered (up to ``timeout_s``), then stop the task."""
+        """Send what is buffered (up to ``timeout_s``), then stop the task; what is left
+        goes to the spool directory when one is set."""
         sent = await self.flush(timeout_s)
         if self._task is not None:
             # Asked to stop rather than cancelled: on Python 3.11 a cancel that lands as
@@ -73,6 +75,7 @@ class AsyncEmitter(LifecycleMethods):
                 async with asyncio.timeout(2.0):  # a send stuck on a dead socket is cancelled
                     await self._task
             self._task = None
+        self._loop.persist(self.settings.emit_spool_dir)  # the sender has stopped (or was cancelled)
         await self._client.aclose()
         return sent
 

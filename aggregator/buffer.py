@@ -91,6 +91,15 @@ class EventBuffer:
             self._running.discard(job_id)
         return len(self.items) >= self.batch_size
 
+    def restore(self, items: list[Item]) -> None:
+        """Put back events from the spool, oldest first, under the same bound."""
+        for item in items:
+            if len(self.items) >= self.capacity:
+                self.items.popleft()
+                with self._lock:
+                    self.dropped += 1
+            self.items.append(item)
+
     @property
     def busy(self) -> int:
         """Jobs started through this emitter and not finished yet."""

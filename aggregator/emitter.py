@@ -15,6 +15,7 @@ from typing import Any
 
 import redis
 
+from aggregator import spool
 from aggregator.buffer import EventBuffer, Payload
 from aggregator.connection import RedisTarget
 from aggregator.lifecycle import LifecycleMethods
@@ -78,6 +79,21 @@ class SendLoop:
         self.inflight = []
         self.backoff_s = 0.0
 
+    def restore(self, spool_dir: str | None) -> None:
+        """Take over what earlier emitters left in the spool: it goes out first."""
+        if spool_dir:
+            payloads, items = spool.claim(spool_dir)
+            self.inflight = payloads + self.inflight
+            self.buffer.restore(items)
+
+    def persist(self, spool_dir: str | None) -> None:
+        """Leave what Redis has not taken in the spool (the sender has stopped)."""
+        if spool_dir and self.pending():
+            path = spool.save(spool_dir, self.buffer.worker_id, self.inflight, self.buffer.items)
+            log.warning("jobpulse: Redis unreachable at close; %d events spooled to %s", self.pending(), path)
+            self.inflight = []
+            self.buffer.items.clear()
+
 
 class Emitter(LifecycleMethods):
     """Thread-based emitter; safe to call from any thread of the worker."""
@@ -97,6 +113,7 @@ class Emitter(LifecycleMethods):
         opts: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
         self._client = client or (target or RedisTarget(settings.redis_url)).sync(**opts)
         self._loop = SendLoop(self.buffer, settings.heartbeat_interval_s)
+        self._loop.restore(settings.emit_spool_dir)
         self._wakeup = threading.Event()
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._run, name="jobpulse-emitter", daemon=True)
@@ -132,11 +149,14 @@ class Emitter(LifecycleMethods):
         return not self.pending()
 
     def close(self, timeout_s: float = 5.0) -> bool:
-        """Send what is buffered (up to ``timeout_s``) and stop the thread."""
+        """Send what is buffered (up to ``timeout_s``) and stop the thread; what is left
+        goes to the spool directory when one is set."""
         sent = self.flush(timeout_s)
         self._closing.set()
         self._wakeup.set()
-        self._thread.join(timeout=1.0)
+        self._thread.join(timeout=timeout_s + 1.0)
+        if not self._thread.is_alive():  # never write the spool under a sender still running
+            self._loop.persist(self.settings.emit_spool_dir)
         return sent
 
     def __enter__(self) -> Emitter:

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     emit_flush_interval_ms: int = Field(default=100, ge=1)
     emit_buffer_max: int = Field(default=100_000, ge=1)
     heartbeat_interval_s: float = Field(default=10.0, gt=0)
+    emit_spool_dir: str | None = Field(
+        default=None, description="Directory where a closing emitter leaves unsent events for the next one."
+    )
 
     # api
     api_host: str = "127.0.0.1"
