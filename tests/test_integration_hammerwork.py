@@ -3,6 +3,9 @@ its JobLifecycleEvent, signed as hammerwork signs them, end to end into the API.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +15,7 @@ import redis
 from starlette.testclient import TestClient
 
 from aggregator.connection import RedisTarget
+from aggregator.embedded import free_port
 from aggregator.integrations.hammerwork import SIGNATURE_HEADER, create_bridge, signature
 from aggregator.keys import Keys
 from aggregator.settings import Settings
@@ -66,3 +70,11 @@ def test_redis_down_answers_503_so_hammerwork_retries(settings: Settings) -> Non
     with TestClient(create_bridge(down)) as bridge:
         resp = post(bridge, orjson.dumps(hammerwork_event("j", "q", "enqueued")), secret=None)
     assert resp.status_code == 503 and "Redis unavailable" in resp.json()["error"]
+
+
+def test_the_bridge_refuses_a_public_address_without_a_secret() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPULSE_")}
+    env["JOBPULSE_REDIS_URL"] = "redis://127.0.0.1:6379/0"
+    run = subprocess.run([sys.executable, "-m", "aggregator", "hammerwork-bridge", "--host", "0.0.0.0", "--port",
+                          str(free_port())], env=env, capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2 and "refusing to accept events on 0.0.0.0 unsigned" in run.stderr
