@@ -39,10 +39,24 @@ class ProcessEmitter:
         self._emitter: Emitter | None = None
         self._pid = 0
         self._lock = threading.Lock()
+        # a fork while another thread holds the lock would leave the child's copy locked for ever
+        os.register_at_fork(after_in_child=self._after_fork)
+        # only this process's own emitter is closed at exit: a forked child must not flush (or spool)
+        # the copy of its parent's buffer, which the parent sends itself
+        atexit.register(self._close_own, 2.0)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+    def _close_own(self, timeout_s: float) -> None:
+        em = self._emitter
+        if em is not None and self._pid == os.getpid():
+            em.close(timeout_s)
 
     def configure(self, settings: Settings | None) -> None:
         """Use these settings from now on (None: read ``JOBPULSE_*`` on first use)."""
         with self._lock:
+            self._close_own(2.0)
             self.settings = settings
             self._emitter = None
 
@@ -65,7 +79,6 @@ class ProcessEmitter:
                 settings = self.settings if self.settings is not None else Settings()
                 self._emitter = Emitter(settings, worker_id=self.worker_id, concurrency=self.concurrency)
                 self._pid = os.getpid()
-                atexit.register(self._emitter.close, 2.0)
             return self._emitter
 
     def flush(self, timeout_s: float = 2.0) -> None:
