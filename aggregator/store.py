@@ -89,14 +89,29 @@ class ErrorSignature:
 # in one call: the API's cost per queue is a few table reads in Redis, not
 # four round-trip-sized commands parsed one by one in Python.
 # KEYS: per queue totals, pending, running, then ARGV[1] bucket hashes.
+# ARGV[2]: when not empty, only the totals fields starting with it (the overview
+# needs the n: counts, not the histogram bins and per-job-type counts).
 _SNAPSHOT = """
 local per = 3 + tonumber(ARGV[1])
+local prefix = ARGV[2]
+local function totals(key)
+  local flat = redis.call('HGETALL', key)
+  if prefix == '' then return flat end
+  local kept = {}
+  for k = 1, #flat, 2 do
+    if string.sub(flat[k], 1, #prefix) == prefix then
+      kept[#kept + 1] = flat[k]
+      kept[#kept + 1] = flat[k + 1]
+    end
+  end
+  return kept
+end
 local out = {}
 for i = 1, #KEYS, per do
   local oldest = redis.call('ZRANGE', KEYS[i + 1], 0, 0, 'WITHSCORES')
   local buckets = {}
   for j = i + 3, i + per - 1 do buckets[#buckets + 1] = redis.call('HGETALL', KEYS[j]) end
-  out[#out + 1] = {redis.call('HGETALL', KEYS[i]), redis.call('ZCARD', KEYS[i + 1]),
+  out[#out + 1] = {totals(KEYS[i]), redis.call('ZCARD', KEYS[i + 1]),
                    redis.call('ZCARD', KEYS[i + 2]), oldest[2] or false, buckets}
 end
 return cjson.encode(out)
@@ -147,8 +162,11 @@ class StatsStore:
             names.update(m.decode() for m in members)
         return sorted(names)
 
-    async def snapshots(self, queues: list[str], gran: str, starts: list[int]) -> list[QueueSnapshot]:
-        """Totals, gauges and the merged ``gran`` buckets at ``starts`` of each queue."""
+    async def snapshots(
+        self, queues: list[str], gran: str, starts: list[int], *, counts_only: bool = False
+    ) -> list[QueueSnapshot]:
+        """Totals, gauges and the merged ``gran`` buckets at ``starts`` of each queue
+        (``counts_only``: of the totals, only the event counts)."""
         by_partition: dict[int, list[str]] = {}
         for q in queues:
             by_partition.setdefault(self.partition(q), []).append(q)
@@ -158,7 +176,7 @@ class StatsStore:
             for q in names:
                 keys += [self.keys.totals(p, q), self.keys.pending(p, q), self.keys.running(p, q)]
                 keys += [self.keys.bucket(p, gran, start, q) for start in starts]
-            calls.append(self._snapshot(keys=keys, args=[len(starts)]))
+            calls.append(self._snapshot(keys=keys, args=[len(starts), "n:" if counts_only else ""]))
         # concurrent calls, not a pipeline: redis-py's cluster pipelines refuse scripts
         replies = await self._timed(asyncio.gather(*calls))
         found: dict[str, QueueSnapshot] = {}

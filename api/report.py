@@ -87,7 +87,7 @@ class Reporter:
         window = rate_window(self.now_s, self.settings, query)
         # independent reads, in flight together (each its own pipelined round trip)
         snaps, overall, workers, parts = await asyncio.gather(
-            self.store.snapshots(names, "m", []),
+            self.store.snapshots(names, "m", [], counts_only=True),
             self.store.series(window.gran, window.starts, wanted),
             self.store.workers(),
             self.store.partitions_status(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -87,6 +88,11 @@ class Stats:
 
     def __exit__(self, *exc: object) -> None:
         self.api.__exit__(*exc)
+        # this process's emitters (producers) would heartbeat on into the test's prefix after its cleanup
+        for name in ("celery", "rq", "dramatiq", "arq"):
+            module = sys.modules.get(f"aggregator.integrations.{name}")
+            if module is not None:
+                module.emitter.configure(None)
 
     def job_types(self, queue: str) -> Counts:
         """Lifetime event counts per job type of ``queue``, as the API reports them."""
