@@ -12,12 +12,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import redis
 from fastapi.testclient import TestClient
 
 from aggregator.connection import RedisTarget
 from aggregator.consumer import Aggregator
 from aggregator.embedded import free_port
+from aggregator.keys import Keys
 from aggregator.settings import Settings
 from api.main import create_app
 
@@ -72,6 +74,19 @@ def worker(cmd: Sequence[str], env: dict[str, str]) -> Iterator[subprocess.Popen
                 proc.wait()
         print(log_path.read_text(errors="replace")[-4000:])
         log_path.unlink(missing_ok=True)
+
+
+def started_attempts(settings: Settings, job_type: str) -> list[int]:
+    """The ``attempt`` of every ``started`` event of ``job_type`` still in the streams (read before a drain)."""
+    client = redis.Redis.from_url(settings.redis_url or "")
+    keys = Keys(settings.key_prefix)
+    attempts = []
+    for p in range(settings.partitions):
+        for _, fields in client.xrange(keys.stream(p)):
+            event = orjson.loads(fields.get(b"event", b"{}"))
+            if event.get("event_type") == "started" and event.get("job_type") == job_type:
+                attempts.append(event.get("attempt"))
+    return sorted(attempts)
 
 
 class Stats:

@@ -13,7 +13,14 @@ from arq.connections import RedisSettings, create_pool
 
 from aggregator.integrations import arq as jp_arq
 from aggregator.settings import Settings
-from tests.integration_harness import Stats, expected_counts, unreachable_redis_url, worker, worker_env
+from tests.integration_harness import (
+    Stats,
+    expected_counts,
+    started_attempts,
+    unreachable_redis_url,
+    worker,
+    worker_env,
+)
 
 BROKER_DB = "redis://127.0.0.1:6379/8"
 EXPECTED = expected_counts()
@@ -53,6 +60,7 @@ def test_worker_counts_match_the_jobs_run(settings: Settings) -> None:
         asyncio.run(_enqueue(queue, calls))
         jp_arq.emitter.flush()
         assert _burst_worker(worker_env(settings, JP_TEST_BROKER=BROKER_DB, JP_TEST_QUEUE=queue)) == 0
+        assert started_attempts(settings, "flaky") == [1, 2, 3]  # read before the aggregator trims
         got = stats.wait_for({queue: EXPECTED}, timeout_s=30)
         assert got[queue] == EXPECTED
         assert stats.overview()["active_workers"] == 1

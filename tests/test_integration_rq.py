@@ -13,7 +13,14 @@ from rq import Retry
 from aggregator.integrations import rq as jp_rq
 from aggregator.settings import Settings
 from tests.apps import rq_tasks
-from tests.integration_harness import Stats, expected_counts, unreachable_redis_url, worker, worker_env
+from tests.integration_harness import (
+    Stats,
+    expected_counts,
+    started_attempts,
+    unreachable_redis_url,
+    worker,
+    worker_env,
+)
 
 BROKER_DB = "redis://127.0.0.1:6379/6"
 P = "tests.apps.rq_tasks."
@@ -43,6 +50,7 @@ def test_worker_counts_match_the_jobs_run(settings: Settings) -> None:
         q.enqueue(rq_tasks.slow, job_timeout=1)
         jp_rq.emitter.flush()
         assert _burst_worker(queue, worker_env(settings, JP_TEST_BROKER=BROKER_DB)) == 0
+        assert started_attempts(settings, P + "flaky") == [1, 2, 3]  # read before the aggregator trims
         got = stats.wait_for({queue: EXPECTED}, timeout_s=30)
         assert got[queue] == EXPECTED
         assert stats.overview()["active_workers"] == 1  # every work horse heartbeats as its RQ worker

@@ -95,7 +95,7 @@ class JobpulseWorker(Worker):
 
     def handle_job_failure(self, job: Job, queue: Queue, *args: Any, **kwargs: Any) -> None:
         """RQ's bookkeeping (which may retry the job), then the attempt's outcome."""
-        retrying = job.should_retry and self._stopped_job_id != job.id  # as RQ decides, before it changes
+        retrying = _will_retry(job, self)  # as RQ decides, before it changes the job
         super().handle_job_failure(job, queue, *args, **kwargs)
         exc_string = str(kwargs.get("exc_string") or "")
         self._jobpulse_ended(job, _last_line(exc_string) or "job failed", retrying=retrying,
@@ -103,7 +103,8 @@ class JobpulseWorker(Worker):
 
     def handle_job_retry(self, job: Job, queue: Queue, retry: Retry, *args: Any, **kwargs: Any) -> None:
         """RQ's bookkeeping for a job that returned ``Retry``, then its outcome."""
-        exhausted = bool(job.number_of_retries and job.number_of_retries >= retry.max)
+        done = getattr(job, "number_of_retries", None) or 0
+        exhausted = done >= retry.max
         super().handle_job_retry(job, queue, retry, *args, **kwargs)
         self._jobpulse_ended(job, "job returned Retry", retrying=not exhausted)
 
@@ -114,6 +115,14 @@ class JobpulseWorker(Worker):
             job_type=job.func_name, retrying=retrying, timed_out=timed_out,
             error_type=_error_type(error) if error else None,
         )
+
+
+def _will_retry(job: Job, worker: Worker) -> bool:
+    """RQ's own test for retrying a failed job (a job stopped on request never is)."""
+    try:
+        return bool(job.should_retry) and getattr(worker, "_stopped_job_id", None) != job.id
+    except Exception:  # an RQ without these attributes: report the failure as final
+        return False
 
 
 def _last_line(exc_string: str) -> str:
