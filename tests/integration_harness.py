@@ -109,13 +109,24 @@ class Stats:
             if module is not None:
                 module.emitter.configure(None)
 
-    def job_types(self, queue: str) -> Counts:
-        """Lifetime event counts per job type of ``queue``, as the API reports them."""
+    def queue_stats(self, queue: str) -> dict[str, Any]:
+        """``queue``'s entry of /api/stats/detailed (empty if the queue is unknown)."""
         self.aggregator.run(drain=True)
         body = self.api.get("/api/stats/detailed", params={"queues": queue}).json()
         assert body["success"], body
         stats: list[dict[str, Any]] = body["data"]["queue_stats"]
-        return stats[0]["job_types"] if stats else {}
+        return stats[0] if stats else {}
+
+    def job_types(self, queue: str) -> Counts:
+        """Lifetime event counts per job type of ``queue``, as the API reports them."""
+        counts: Counts = self.queue_stats(queue).get("job_types", {})
+        return counts
+
+    def assert_latencies_reported(self, queue: str) -> None:
+        """Processing and wait times arrived: the window's percentiles are numbers."""
+        stats = self.queue_stats(queue)
+        assert stats["processing_time_ms"]["p50"] is not None, stats
+        assert stats["wait_time_ms"]["p50"] is not None, stats
 
     def wait_for(self, expected: dict[str, Counts], timeout_s: float = 90) -> dict[str, Counts]:
         """Poll until every queue has at least the expected outcomes, then read once more."""

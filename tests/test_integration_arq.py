@@ -63,6 +63,7 @@ def test_worker_counts_match_the_jobs_run(settings: Settings) -> None:
         assert started_attempts(settings, "flaky") == [1, 2, 3]  # read before the aggregator trims
         got = stats.wait_for({queue: EXPECTED}, timeout_s=30)
         assert got[queue] == EXPECTED
+        stats.assert_latencies_reported(queue)
         assert stats.overview()["active_workers"] == 1
 
 

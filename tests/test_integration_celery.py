@@ -75,6 +75,7 @@ def test_worker_counts_match_the_tasks_run(
             p = "tests.apps.celery_tasks."
             got = stats.wait_for({queue: expected_counts(p), f"{queue}-mail": {}})
         assert got[queue] == expected_counts(p)
+        stats.assert_latencies_reported(queue)
         assert got[f"{queue}-mail"] == {p + "ok": {"enqueued": 3, "started": 3, "completed": 3}}
         overview = stats.overview()
         assert overview["completed_jobs"] == 5 + 3 + 1

@@ -47,6 +47,7 @@ def test_worker_counts_match_the_messages_run(settings: Settings, monkeypatch: p
             jp_dramatiq.emitter.flush()
             got = stats.wait_for({queue: EXPECTED})
         assert got[queue] == EXPECTED
+        stats.assert_latencies_reported(queue)
         assert stats.overview()["active_workers"] == 1
 
 
