@@ -60,7 +60,8 @@ class LifecycleMethods:
         processing_time_ms: int | None = None,
         **fields: Any,
     ) -> None:
-        """The attempt failed; a ``retried`` or ``dead`` event follows."""
+        """The attempt failed and the job will run again (``retried`` follows); report a failure
+        that ends the job as :meth:`dead` instead, so each attempt is one outcome."""
         self.emit("failed", job_id, queue, error=error, processing_time_ms=processing_time_ms, **fields)
 
     def timed_out(
@@ -80,7 +81,7 @@ class LifecycleMethods:
         self.emit("retried", job_id, queue, **fields)
 
     def dead(self, job_id: str, queue: str, *, error: str | BaseException | None = None, **fields: Any) -> None:
-        """The job gave up for good."""
+        """The attempt failed and the job gives up for good (its one outcome event)."""
         self.emit("dead", job_id, queue, error=error, **fields)
 
     def cancelled(self, job_id: str, queue: str, **fields: Any) -> None:
