@@ -21,6 +21,16 @@ log = logging.getLogger("jobpulse.api")
 _Envelope = ApiResponse[Any]
 
 
+def error_doc(description: str) -> dict[str, Any]:
+    """An error response for a route's OpenAPI ``responses``: the envelope with data null."""
+    return {"model": ApiResponse[None], "description": description}
+
+
+# Errors come in the same envelope as data, not in FastAPI's default {"detail": [...]}: the
+# schema says so, and schemathesis holds the API to it.
+BAD_PARAMETER = error_doc("A bad query parameter, named in `error`.")
+
+
 def ok(data: BaseModel | list[Any]) -> Response:
     """A successful envelope, serialised once.
 

@@ -34,12 +34,12 @@ def parse_time(name: str, raw: str) -> datetime:
     if value.tzinfo is None:
         raise BadParameter(name, f"{raw!r} has no time zone; add Z or an offset like +02:00")
     try:
-        value = value.astimezone(UTC)
-    except OverflowError:  # an offset that carries year 1 or 9999 out of range
-        raise BadParameter(name, f"{raw!r} is outside {EARLIEST:%Y-%m-%d} .. {LATEST:%Y-%m-%d}") from None
-    if not EARLIEST <= value <= LATEST:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # an offset that carries year 1 or 9999 past datetime's range
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
         raise BadParameter(name, f"{raw!r} is outside {EARLIEST:%Y-%m-%d} .. {LATEST:%Y-%m-%d}")
-    return value
+    return utc
 
 
 def parse_queues(raw: list[str] | None) -> list[str] | None:

@@ -26,6 +26,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,7 +35,7 @@ from arq.constants import default_queue_name
 from arq.jobs import Job
 from arq.worker import Function, Retry, RetryJob, func
 
-from aggregator.integrations.base import ProcessEmitter, attempt_ended, never_raises
+from aggregator.integrations.base import ProcessEmitter, attempt_ended, never_raises, since_ms
 from aggregator.settings import Settings
 
 DEFAULT_TIMEOUT_S = 300.0  # arq's own defaults, used when the settings class leaves them out
@@ -89,10 +90,15 @@ def _enqueued(job_id: str, queue: str, function: str) -> None:
     emitter.get().enqueued(job_id, queue, job_type=function)
 
 
+@dataclass(frozen=True)
 class _Defaults:
-    def __init__(self, queue: str, timeout_s: float, max_tries: int, max_jobs: int, retry_jobs: bool) -> None:
-        self.queue, self.timeout_s, self.max_tries = queue, timeout_s, max_tries
-        self.max_jobs, self.retry_jobs = max_jobs, retry_jobs
+    """What the WorkerSettings say for every function (arq's own defaults where they are silent)."""
+
+    queue: str
+    timeout_s: float
+    max_tries: int
+    max_jobs: int
+    retry_jobs: bool
 
 
 def _wrap(function: Function, d: _Defaults) -> Function:
@@ -133,8 +139,7 @@ def _started(ctx: dict[str, Any], job_id: str, attempt: int, name: str, d: _Defa
     due_ms = ctx.get("score") or 0  # when the job was due (enqueue time, or a retry's deferral)
     enqueued: datetime | None = ctx.get("enqueue_time")
     ready_s = max(due_ms / 1000, enqueued.timestamp() if enqueued else 0)
-    wait_ms = max(0, round((time.time() - ready_s) * 1000)) if ready_s else None
-    emitter.get().started(job_id, d.queue, job_type=name, attempt=attempt, wait_time_ms=wait_ms)
+    emitter.get().started(job_id, d.queue, job_type=name, attempt=attempt, wait_time_ms=since_ms(ready_s or None))
 
 
 @never_raises

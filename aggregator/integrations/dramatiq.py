@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import socket
-import time
 from typing import Any
 
 from dramatiq import Broker, Message, Middleware, Worker
@@ -26,7 +25,7 @@ from dramatiq.broker import MessageProxy
 from dramatiq.common import q_name
 from dramatiq.middleware import Retries, TimeLimitExceeded
 
-from aggregator.integrations.base import ProcessEmitter, StartTimes, attempt_ended, never_raises
+from aggregator.integrations.base import ProcessEmitter, StartTimes, attempt_ended, never_raises, since_ms
 from aggregator.settings import Settings
 
 emitter = ProcessEmitter()
@@ -72,7 +71,7 @@ class JobpulseMiddleware(Middleware):
         emitter.get().started(
             message.message_id, q_name(message.queue_name), job_type=message.actor_name,
             attempt=message.options.get("retries", 0) + 1,
-            wait_time_ms=max(0, round((time.time() - _ready_since_s(message)) * 1000)),
+            wait_time_ms=since_ms(_ready_since_s(message)),
         )
 
     @never_raises

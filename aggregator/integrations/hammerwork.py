@@ -43,19 +43,18 @@ def entries(body: bytes, partitions: int, keys: Keys) -> list[tuple[str, bytes]]
     """(stream, JSON) per event in a delivery: one event object, or a list of them.
 
     Anything unreadable goes to partition 0 as it came, for the aggregator to dead-letter."""
+
+    def stream_of(event: Any) -> str:
+        queue = event.get("queue_name") if isinstance(event, dict) else None
+        return keys.stream(partition_of(queue, partitions) if isinstance(queue, str) else 0)
+
     try:
         parsed: Any = orjson.loads(body)
     except orjson.JSONDecodeError:
         return [(keys.stream(0), body)]
     if not isinstance(parsed, list):
-        queue = parsed.get("queue_name") if isinstance(parsed, dict) else None
-        return [(keys.stream(partition_of(queue, partitions) if isinstance(queue, str) else 0), body)]
-    out = []
-    for event in parsed[:MAX_EVENTS_PER_REQUEST]:
-        queue = event.get("queue_name") if isinstance(event, dict) else None
-        p = partition_of(queue, partitions) if isinstance(queue, str) else 0
-        out.append((keys.stream(p), orjson.dumps(event)))
-    return out
+        return [(stream_of(parsed), body)]
+    return [(stream_of(event), orjson.dumps(event)) for event in parsed[:MAX_EVENTS_PER_REQUEST]]
 
 
 def create_bridge(settings: Settings, target: RedisTarget | None = None) -> Starlette:

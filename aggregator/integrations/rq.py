@@ -18,13 +18,13 @@ Jobs scheduled with ``enqueue_at``/``enqueue_in`` are counted when they start.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from rq import Queue, Retry, Worker
 from rq.job import Job
 
-from aggregator.integrations.base import ProcessEmitter, StartTimes, attempt_ended, never_raises
+from aggregator.integrations.base import ProcessEmitter, StartTimes, attempt_ended, never_raises, since_ms
 from aggregator.settings import Settings
 
 ATTEMPT_META = "jobpulse_attempt"
@@ -45,7 +45,7 @@ def _wait_ms(job: Job) -> int | None:
         return None
     if enqueued.tzinfo is None:  # RQ stores naive UTC
         enqueued = enqueued.replace(tzinfo=UTC)
-    return max(0, round((datetime.now(UTC) - enqueued).total_seconds() * 1000))
+    return since_ms(enqueued.timestamp())
 
 
 @never_raises

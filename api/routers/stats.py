@@ -7,18 +7,13 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from api.deps import QueryDep, QueuesDep, ReporterDep, SettingsDep
-from api.envelope import ok
+from api.envelope import BAD_PARAMETER, error_doc, ok
 from api.health import HealthInputs, evaluate
 from api.models import ApiResponse, DetailedStats, HourlyTrend, SystemHealth, SystemOverview
 from api.report import utc
 
-# Errors come in the same envelope as data (success false, data null, error naming the cause),
-# not in FastAPI's default {"detail": [...]}: the schema says so, and schemathesis holds us to it.
-ERRORS: dict[int | str, dict[str, object]] = {
-    422: {"model": ApiResponse[None], "description": "A bad query parameter, named in `error`."},
-    503: {"model": ApiResponse[None], "description": "Redis is unreachable."},
-}
-router = APIRouter(prefix="/api/stats", tags=["stats"], responses=ERRORS)
+router = APIRouter(prefix="/api/stats", tags=["stats"],
+                   responses={422: BAD_PARAMETER, 503: error_doc("Redis is unreachable.")})
 
 
 @router.get("/overview", response_model=ApiResponse[SystemOverview])

@@ -11,8 +11,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from api.deps import QueuesDep, SettingsDep, get_store
-from api.envelope import failure
-from api.models import ApiResponse
+from api.envelope import BAD_PARAMETER, error_doc, failure
 from api.report import Reporter
 
 router = APIRouter(prefix="/api/stats", tags=["stats"])
@@ -42,10 +41,8 @@ def sse(event: str, data: bytes) -> bytes:
     return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
 
 
-@router.get("/stream", response_class=StreamingResponse, responses={
-    422: {"model": ApiResponse[None], "description": "A bad query parameter, named in `error`."},
-    503: {"model": ApiResponse[None], "description": "Too many live streams."},
-})
+@router.get("/stream", response_class=StreamingResponse,
+            responses={422: BAD_PARAMETER, 503: error_doc("Too many live streams.")})
 async def stream(request: Request, settings: SettingsDep, queues: QueuesDep) -> Response:
     """Server-Sent Events: `overview` every second, `alerts` whenever they change."""
     slots: StreamSlots = request.app.state.streams
