@@ -80,17 +80,16 @@ def test_stale_owner_is_fenced_out(settings: Settings, client: redis.Redis) -> N
     first = Aggregator(small, client, owner_id="first")
     first.rebalance(want_all=True)
     publish(client, keys, settings.partitions, events)
-    assert first._step(sorted(first.owned)[0]) > 0
-    first._settle()
+    assert first.step_all() > 0
+    first.flush_all()
     for p in range(settings.partitions):  # the first owner stalls past its lease
         client.delete(keys.lease(p))
     second = Aggregator(small, client, owner_id="second")
     second.rebalance(want_all=True)
     assert len(second.owned) == settings.partitions
     with_data = [p for p in range(settings.partitions) if client.xlen(keys.stream(p))]
-    for p in list(first.owned):
-        first._step(p)  # folded, then refused by the apply script: nothing applied
-        first._flush()
+    first.step_all()  # folded, then refused by the apply script: nothing applied
+    first.flush_all()
     assert first.progress.fenced == len(with_data) > 0
     assert not set(first.owned) & set(with_data)
     second.run(drain=True)
@@ -109,9 +108,9 @@ def test_two_aggregators_started_together_share_without_double_counting(
     b.rebalance(want_all=True)
     assert set(a.owned).isdisjoint(b.owned)
     for agg in (a, b):
-        while any(agg._step(p) for p in list(agg.owned)):
+        while agg.step_all():
             pass
-        agg._flush()
+        agg.flush_all()
     a.release_all()
     b.run(drain=True)
     assert_exact(client, settings, expected)

@@ -11,6 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from aggregator.consumer import Aggregator
+from aggregator.jobcache import JobRecord
 from aggregator.keys import Keys, partition_of
 from aggregator.settings import Settings
 from tests.workload import Expected, lifecycle
@@ -80,5 +81,46 @@ def test_future_events_are_clamped_to_arrival_and_counted() -> None:
     client = _run([ev], cfg)
     keys = Keys("clamp")
     assert client.hget(keys.watermark(0), "clamped") == b"1"
-    stored = int(client.hget(keys.job(0, "j"), "t") or 0)
+    stored = JobRecord.decode(client.get(keys.job(0, "j")) or b"").ts_ms
     assert abs(stored - arrival_guess_ms) < 60_000  # the arrival time, not the year 2999
+
+
+def _stored(client: fakeredis.FakeRedis, prefix: str) -> dict[bytes, object]:
+    """Every stats key and its content; the stream, leases and timing fields left out."""
+    out: dict[bytes, object] = {}
+    for key in client.scan_iter(match=f"*{prefix}*", count=1000):
+        if key.endswith((b":events", b":lease", b":fence", b":aggregators")) or b":aggregator:" in key:
+            continue
+        kind = client.type(key)
+        if kind == b"hash":
+            out[key] = {k: v for k, v in client.hgetall(key).items() if k not in (b"applied_ms", b"id")}
+        elif kind == b"zset":
+            out[key] = client.zrange(key, 0, -1, withscores=True)
+        elif kind == b"set":
+            out[key] = sorted(client.smembers(key))
+        elif kind == b"string":
+            out[key] = client.get(key)
+    return out
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10**6), chunk=st.integers(1, 40), per_flush=st.integers(1, 200))
+def test_the_same_events_split_by_count_or_by_time_store_the_same_stats(seed: int, chunk: int,
+                                                                          per_flush: int) -> None:
+    rng = random.Random(seed)
+    events = []
+    for j in range(15):
+        events.extend(lifecycle(rng, f"j{j}", rng.choice(QUEUES), 1_700_000_000_000 + rng.randint(0, 600_000)))
+    events.extend(dict(ev) for ev in rng.sample(events, len(events) // 5))  # re-sent copies
+    rng.shuffle(events)
+    prefix = "split" + uuid.uuid4().hex[:6]
+    # one flush per `per_flush` entries read `chunk` at a time, vs a flush for every chunk (a 1 ms interval)
+    by_count = _run(events, Settings(key_prefix=prefix, partitions=2, batch_size=chunk, max_flush_entries=per_flush,
+                                     flush_interval_ms=400))
+    by_time = _run(events, Settings(key_prefix=prefix, partitions=2, batch_size=chunk, flush_interval_ms=1))
+    count_keys, time_keys = _stored(by_count, prefix), _stored(by_time, prefix)
+    differing = {k: (v, time_keys.get(k)) for k, v in count_keys.items() if time_keys.get(k) != v}
+    for k, (a, b) in list(differing.items()):
+        if isinstance(a, dict) and isinstance(b, dict):
+            differing[k] = {f: (a.get(f), b.get(f)) for f in a.keys() | b.keys() if a.get(f) != b.get(f)}
+    assert count_keys.keys() == time_keys.keys() and not differing
