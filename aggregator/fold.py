@@ -317,17 +317,19 @@ def _roll_up(fx: Effects, minutes: dict[tuple[str, int], _MinuteTally], cfg: Fol
 def _fold_error(fx: Effects, ev: Event, cfg: FoldConfig) -> None:
     keys, p = cfg.keys, cfg.partition
     message = ev.error_message or ""
-    error_type = ev.error_type or errors.classify(message)
-    sig = errors.signature(error_type + "\n" + message)
+    # One pattern per normalised message whatever type it came with; per queue the time bounds
+    # and the given types' counts, so a queues= filter shows only those queues' failures.
+    sig = errors.signature(message)
     hour = bucket_start(ev.ts_ms, 3600)
     key = keys.errors(p, hour)
     fx.add(key, "n:" + sig)
     fx.add(key, f"q:{sig}:{ev.queue}")
-    fx.minimum(key, "f:" + sig, ev.ts_ms)
-    fx.maximum(key, "l:" + sig, ev.ts_ms)
+    fx.minimum(key, f"f:{sig}:{ev.queue}", ev.ts_ms)
+    fx.maximum(key, f"l:{sig}:{ev.queue}", ev.ts_ms)
+    if ev.error_type:
+        fx.add(key, errors.type_field(sig, ev.queue, ev.error_type))
     fx.expire_at_s[key] = hour + 3600 + cfg.retention_s["h"]
     sig_key = keys.error_sig(p, sig)
-    fx.set_once(sig_key, "type", error_type)
     fx.set_once(sig_key, "sample", message[:SAMPLE_MESSAGE_CHARS])
     fx.expire_s[sig_key] = cfg.retention_s["h"] + 3600
 
