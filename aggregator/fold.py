@@ -144,6 +144,7 @@ def fold(entries: list[Entry], prior: Prior, cfg: FoldConfig) -> Effects:
     seen = set(prior.seen_event_ids)
     tracks: dict[str, _Track] = {}
     minutes: dict[tuple[str, int], _MinuteTally] = {}
+    max_age_ms = max(cfg.retention_s.values()) * 1000
     for entry in entries:
         item = entry.item
         if isinstance(item, Rejected):
@@ -154,6 +155,11 @@ def fold(entries: list[Entry], prior: Prior, cfg: FoldConfig) -> Effects:
             fx.add(wm, "heartbeats")
         elif item.event_id in seen:
             fx.add(wm, "duplicates")
+        elif item.ts_ms < entry.arrival_ms - max_age_ms:
+            # no bucket keeps it, and as a pending job it would age the queue by centuries
+            reason = f"timestamp too old: more than the longest retention ({max_age_ms // 1000} s) before arrival"
+            fx.dead_letter(entry.entry_id, reason, orjson.dumps(item))
+            fx.add(wm, "dead_letters")
         else:
             seen.add(item.event_id)
             if item.ts_ms > entry.arrival_ms + cfg.future_tolerance_ms:
