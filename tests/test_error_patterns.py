@@ -86,3 +86,17 @@ def test_type_field_round_trips_names_holding_separators() -> None:
         assert parse_type_field(type_field("0123abcd", queue, error_type)) == ("0123abcd", queue, error_type)
     assert parse_type_field("q:0123abcd:queue") is None
     assert parse_type_field("y:0123abcd:9:short") is None
+
+
+def test_patterns_stored_before_per_queue_bounds_still_read(settings: Settings, client: redis.Redis) -> None:
+    keys = Keys(settings.key_prefix)
+    client.hset(keys.meta, "partitions", settings.partitions)
+    t = int(time.time() * 1000) - 60_000
+    hour, p = t // 3_600_000 * 3600, partition_of("a", settings.partitions)
+    client.hset(keys.errors(p, hour), mapping={"n:0ld": 2, "q:0ld:a": 2, "f:0ld": t, "l:0ld": t + 5})
+    client.hset(keys.error_sig(p, "0ld"), mapping={"type": "OldError", "sample": "disk full"})
+    client.sadd(keys.queues(p), "a")
+    with TestClient(create_app(settings, RedisTarget(settings.redis_url))) as api:
+        (old,) = api.get("/api/stats/detailed", params={"queues": "a"}).json()["data"]["error_patterns"]
+    assert (old["error_type"], old["count"], old["sample_message"]) == ("OldError", 2, "disk full")
+    assert (_ms(old["first_seen"]), _ms(old["last_seen"])) == (t, t + 5)
