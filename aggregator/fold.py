@@ -150,6 +150,7 @@ class Flush:
         wm = cfg.keys.watermark(cfg.partition)
         tracks, minutes = self.tracks, self.minutes
         events = duplicates = clamped = 0
+        max_age_ms = max(cfg.retention_s.values()) * 1000
         for entry in entries:
             item = entry.item
             if isinstance(item, Rejected):
@@ -165,6 +166,12 @@ class Flush:
                 track = tracks[item.job_id] = _Track.start(cache.get(item.job_id))
             if item.event_id in track.event_ids:
                 duplicates += 1
+                continue
+            if item.ts_ms < entry.arrival_ms - max_age_ms:
+                # no bucket keeps it, and as a pending job it would age the queue by centuries
+                reason = f"timestamp too old: more than the longest retention ({max_age_ms // 1000} s) before arrival"
+                fx.dead_letter(entry.entry_id, reason, orjson.dumps(item))
+                fx.add(wm, schema.WM_DEAD_LETTERS)
                 continue
             if item.ts_ms > entry.arrival_ms + cfg.future_tolerance_ms:
                 item.ts_ms = entry.arrival_ms
@@ -369,17 +376,19 @@ def _roll_up(fx: Effects, minutes: dict[tuple[str, int], _MinuteTally], cfg: Fol
 def _fold_error(fx: Effects, ev: Event, cfg: FoldConfig) -> None:
     keys, p = cfg.keys, cfg.partition
     message = ev.error_message or ""
-    error_type = ev.error_type or errors.classify(message)
-    sig = errors.signature(error_type + "\n" + message)
+    # One pattern per normalised message whatever type it came with; per queue the time bounds
+    # and the given types' counts, so a queues= filter shows only those queues' failures.
+    sig = errors.signature(message)
     hour = bucket_start(ev.ts_ms, 3600)
     key = keys.errors(p, hour)
     fx.add(key, "n:" + sig)
     fx.add(key, f"q:{sig}:{ev.queue}")
-    fx.minimum(key, "f:" + sig, ev.ts_ms)
-    fx.maximum(key, "l:" + sig, ev.ts_ms)
+    fx.minimum(key, f"f:{sig}:{ev.queue}", ev.ts_ms)
+    fx.maximum(key, f"l:{sig}:{ev.queue}", ev.ts_ms)
+    if ev.error_type:
+        fx.add(key, errors.type_field(sig, ev.queue, ev.error_type))
     fx.expire_at_s[key] = hour + 3600 + cfg.retention_s["h"]
     sig_key = keys.error_sig(p, sig)
-    fx.set_once(sig_key, "type", error_type)
     fx.set_once(sig_key, "sample", message[:SAMPLE_MESSAGE_CHARS])
     fx.expire_s[sig_key] = cfg.retention_s["h"] + 3600
 

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import random
+import time
 import uuid
 
 import fakeredis
 import orjson
+import redis
+from fastapi.testclient import TestClient
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from aggregator.connection import RedisTarget
 from aggregator.consumer import Aggregator
 from aggregator.jobcache import JobRecord
 from aggregator.keys import Keys, partition_of
 from aggregator.settings import Settings
-from tests.workload import Expected, lifecycle
+from api.main import create_app
+from tests.workload import Expected, event, lifecycle, publish
 
 QUEUES = ["a", "b"]
+T0_MS = (int(time.time()) // 86_400 - 1) * 86_400_000  # yesterday: inside every retention, same all day
 
 
 def _run(events: list[dict[str, object]], cfg: Settings) -> fakeredis.FakeRedis:
@@ -48,7 +54,7 @@ def test_gauges_match_reference_model(seed: int, n_jobs: int, shuffle: bool, dup
     expected = Expected()
     events = []
     for j in range(n_jobs):
-        evs = lifecycle(rng, f"j{j}", rng.choice(QUEUES), 1_700_000_000_000 + rng.randint(0, 10_000))
+        evs = lifecycle(rng, f"j{j}", rng.choice(QUEUES), T0_MS + rng.randint(0, 10_000))
         for ev in evs:
             expected.add(ev)
         events.extend(evs)
@@ -75,7 +81,7 @@ def test_gauges_match_reference_model(seed: int, n_jobs: int, shuffle: bool, dup
 
 def test_future_events_are_clamped_to_arrival_and_counted() -> None:
     cfg = Settings(key_prefix="clamp", partitions=1)
-    arrival_guess_ms = int(__import__("time").time() * 1000)
+    arrival_guess_ms = int(time.time() * 1000)
     ev = {"event_id": "e1", "job_id": "j", "queue_name": "a", "event_type": "enqueued",
           "timestamp": "2999-01-01T00:00:00Z", "_ts_ms": 0}
     client = _run([ev], cfg)
@@ -110,7 +116,7 @@ def test_the_same_events_split_by_count_or_by_time_store_the_same_stats(seed: in
     rng = random.Random(seed)
     events = []
     for j in range(15):
-        events.extend(lifecycle(rng, f"j{j}", rng.choice(QUEUES), 1_700_000_000_000 + rng.randint(0, 600_000)))
+        events.extend(lifecycle(rng, f"j{j}", rng.choice(QUEUES), T0_MS + rng.randint(0, 600_000)))
     events.extend(dict(ev) for ev in rng.sample(events, len(events) // 5))  # re-sent copies
     rng.shuffle(events)
     prefix = "split" + uuid.uuid4().hex[:6]
@@ -124,3 +130,25 @@ def test_the_same_events_split_by_count_or_by_time_store_the_same_stats(seed: in
         if isinstance(a, dict) and isinstance(b, dict):
             differing[k] = {f: (a.get(f), b.get(f)) for f in a.keys() | b.keys() if a.get(f) != b.get(f)}
     assert count_keys.keys() == time_keys.keys() and not differing
+
+
+def test_events_older_than_the_longest_retention_are_dead_lettered(settings: Settings, client: redis.Redis) -> None:
+    keys = Keys(settings.key_prefix)
+    now_ms = int(time.time() * 1000)
+    client.hset(keys.meta, "partitions", settings.partitions)
+    events = [event("ancient", "q", "enqueued", 0, timestamp="0001-01-01T00:00:00Z"),
+              event("ancient", "q", "failed", 0, timestamp="0001-01-01T00:00:01Z", error={"message": "old"}),
+              event("recent", "q", "enqueued", now_ms - 5_000)]
+    publish(client, keys, settings.partitions, events)
+    Aggregator(settings, client).run(drain=True)
+    p = partition_of("q", settings.partitions)
+    dead = client.xrange(keys.deadletter(p))
+    assert len(dead) == 2
+    assert all(b"too old" in fields[b"reason"] and b"ancient" in fields[b"entry"] for _, fields in dead)
+    assert client.hget(keys.watermark(p), "dead_letters") == b"2"
+    assert client.zrange(keys.pending(p, "q"), 0, -1) == [b"recent"]
+    assert client.hget(keys.totals(p, "q"), "n:enqueued") == b"1"
+    with TestClient(create_app(settings, RedisTarget(settings.redis_url))) as api:
+        overview = api.get("/api/stats/overview").json()["data"]
+    assert overview["pending_jobs"] == 1 and overview["failed_jobs"] == 0
+    assert 0 <= overview["oldest_pending_age_seconds"] < 3_600  # the recent job's age, not 2,000 years
