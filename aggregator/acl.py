@@ -19,8 +19,10 @@ def rules(prefix: str) -> dict[str, str]:
     keys = Keys(prefix)
     every_key = f"~{prefix}:* ~{{{prefix}:*"
     return {
-        # append events and read P; no other key, no read of any stream or stat, no delete
-        "emitter": f"resetkeys %R~{keys.meta} %W~{{{prefix}:*}}:events resetchannels -@all +hget +xadd {_CONNECT}",
+        # append events; read P, or store it if no component has (HSETNX: never changes a stored value);
+        # no other key, no read of any stream or stat, no delete
+        "emitter": f"resetkeys ~{keys.meta} %W~{{{prefix}:*}}:events resetchannels -@all +hget +hsetnx +xadd "
+                   f"{_CONNECT}",
         # everything on jobpulse's own keys, through its Lua scripts; nothing dangerous, nothing else
         "aggregator": f"resetkeys {every_key} resetchannels -@all +@read +@write +@scripting {_CONNECT} -@dangerous",
         # read-only: a script it runs can read but every write inside it is refused
