@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.util
 import ipaddress
 import logging
 import secrets
@@ -19,6 +20,9 @@ from aggregator.connection import ConfigError, RedisTarget
 from aggregator.settings import Settings
 
 log = logging.getLogger("jobpulse")
+# the commands that need the `server` extra, and the modules it installs (import names)
+SERVER_COMMANDS = frozenset({"serve", "api", "hammerwork-bridge", "top", "hash-password", "new-api-key"})
+SERVER_MODULES = ("fastapi", "uvicorn", "fakeredis", "prometheus_client", "rich", "bcrypt")
 # On SIGTERM/SIGINT the API finishes requests for this long, then closes live streams (they never end by themselves).
 SHUTDOWN_GRACE_S = 3
 
@@ -55,8 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings()
     try:
+        _check_extra(args.command)
+        settings = Settings()
         if args.command == "aggregate":
             return _aggregate(settings, args.drain)
         if args.command in ("hash-password", "new-api-key"):
@@ -83,6 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except redis.ConnectionError as exc:
         print(f"jobpulse: cannot reach Redis: {exc}", file=sys.stderr)
         return 1
+
+
+def _check_extra(command: str) -> None:
+    """Say which extra to install when a server command lacks its packages (a worker's light install)."""
+    if command not in SERVER_COMMANDS:
+        return
+    missing = [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"`jobpulse {command}` needs the server extra (missing: {', '.join(missing)}); "
+                          "install it with: pip install 'jobpulse[server]'")
 
 
 def _checked_exposure(settings: Settings, host: str | None, insecure: bool) -> Settings:
