@@ -21,6 +21,7 @@ import redis
 
 from aggregator.connection import ensure_meta
 from aggregator.fold import Entry, FoldConfig, JobState, Prior, fold, jobs_to_read, parse_entries
+from aggregator.housekeeping import prune_stale_workers
 from aggregator.keys import Keys
 from aggregator.lease import Leases
 from aggregator.settings import Settings
@@ -196,6 +197,7 @@ class Aggregator:
             if p not in self.owned:
                 self._try_acquire(p)
         self.progress.owned = set(self.owned)
+        prune_stale_workers(self.client, self.keys, self.owned, self.settings.worker_retention_s, now_ms)
         self._report_self(now_ms)
 
     def _try_acquire(self, p: int) -> None:

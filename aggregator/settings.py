@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     minute_retention_s: int = Field(default=48 * 3600, ge=60)
     hour_retention_s: int = Field(default=90 * 86_400, ge=3600)
     day_retention_s: int = Field(default=730 * 86_400, ge=86_400)
+    worker_retention_s: int = Field(
+        default=86_400, ge=60, description="A worker silent this long is removed from the workers hash."
+    )
 
     # emitter
     emit_batch_size: int = Field(default=500, ge=1)
