@@ -23,6 +23,8 @@ log = logging.getLogger("jobpulse")
 # the commands that need the `server` extra, and the modules it installs (import names)
 SERVER_COMMANDS = frozenset({"serve", "api", "hammerwork-bridge", "top", "hash-password", "new-api-key"})
 SERVER_MODULES = ("fastapi", "uvicorn", "fakeredis", "prometheus_client", "rich", "bcrypt")
+# uvicorn's own proxy_headers (on by default, trusting 127.0.0.1) are off: forwarded addresses are believed
+# only from JOBPULSE_TRUSTED_PROXIES, applied by the app itself (api/main.py).
 # On SIGTERM/SIGINT the API finishes requests for this long, then closes live streams (they never end by themselves).
 SHUTDOWN_GRACE_S = 3
 
@@ -172,7 +174,7 @@ def _api(settings: Settings, host: str | None, port: int | None) -> int:
     target = _require_url(settings)
     app = create_app(settings, target)
     uvicorn.run(app, host=host or settings.api_host, port=port or settings.api_port, log_level="info",
-                timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S, proxy_headers=False)
     return 0
 
 
@@ -189,7 +191,7 @@ def _bridge(settings: Settings, host: str | None, port: int | None, insecure: bo
         log.warning("accepting UNSIGNED events on %s (--insecure): anyone who reaches it can write stats", bind)
     target = _require_url(settings)
     uvicorn.run(create_bridge(settings, target), host=bind, port=port or settings.bridge_port, log_level="info",
-                timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S, proxy_headers=False)
     return 0
 
 
@@ -224,7 +226,7 @@ def _serve(settings: Settings, demo: bool, host: str | None, port: int | None) -
         print("jobpulse: demo load generator running", flush=True)
     try:
         uvicorn.run(create_app(settings, target), host=host, port=port, log_level="warning",
-                    timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+                    timeout_graceful_shutdown=SHUTDOWN_GRACE_S, proxy_headers=False)
     finally:
         if load is not None:
             load.stop()

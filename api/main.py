@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import redis
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from aggregator.connection import RedisTarget, store_partitions_async
 from aggregator.keys import Keys
@@ -67,6 +68,8 @@ def create_app(settings: Settings, target: RedisTarget | None = None) -> FastAPI
     app.state.started_s = time.time()
     app.state.streams = StreamSlots(settings.stream_max_clients)
     app.add_middleware(AuthMiddleware, credentials=Credentials.from_settings(settings), settings=settings)
+    if settings.trusted_proxies:  # added last, so it runs first: the lockout sees the forwarded client
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     install_error_handlers(app)
     app.include_router(stats.router)
     app.include_router(stream.router)
