@@ -221,7 +221,8 @@ def _serve(settings: Settings, demo: bool, host: str | None, port: int | None) -
         emitter = Emitter(settings, target, worker_id="demo-worker", queues=(), concurrency=32)
         load = DemoLoad(emitter).start()
     print(f"jobpulse: store = {where}", flush=True)
-    print(f"jobpulse: API on http://{host}:{port}  (try: curl http://{host}:{port}/api/stats/overview)", flush=True)
+    print(f"jobpulse: API on http://{host}:{port}", flush=True)
+    print(f"jobpulse: try   curl -s http://{host}:{port}/api/stats/overview | python3 -m json.tool", flush=True)
     if demo:
         print("jobpulse: demo load generator running", flush=True)
     try:
