@@ -42,6 +42,14 @@ emitter.close(timeout_s=float(sys.argv[3]))
 """
 
 
+PRODUCER_AT_EXIT = """
+from aggregator.integrations.base import ProcessEmitter
+emitter = ProcessEmitter()  # what every integration uses; closed by atexit
+for i in range(9):
+    emitter.get().enqueued(f"j{i}", "q")
+"""
+
+
 def _run(code: str, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -95,3 +103,6 @@ def test_an_emitter_that_cannot_reach_redis_at_exit_reports_its_count(settings: 
     unreachable = settings.model_copy(update={"redis_url": unreachable_redis_url()})
     done = _run(EMITTER, worker_env(unreachable), "7", "q", "0.3")
     assert "closing with 21 events Redis has not taken; they are lost" in done.stderr, done.stderr
+    # an integration's producer that simply exits says it too (its emitter is closed at interpreter exit)
+    done = _run(PRODUCER_AT_EXIT, worker_env(unreachable))
+    assert "closing with 9 events Redis has not taken; they are lost" in done.stderr, done.stderr
