@@ -111,6 +111,9 @@ def test_the_emitter_user_cannot_read_stats_or_delete_streams(server: AclServer)
         lambda: emitter.delete(keys.stream(p)),
         lambda: emitter.xtrim(keys.stream(p), maxlen=0),
         lambda: emitter.hset(keys.meta, "partitions", 9),
+        lambda: emitter.hdel(keys.meta, "partitions"),
+        lambda: emitter.xadd(keys.meta, {"event": "{}"}),  # could turn a missing meta key into a stream
+        lambda: emitter.hsetnx(keys.totals(p, "billing"), "n:forged", 1),  # HSETNX reaches the meta key only
         lambda: emitter.set("unrelated", 1),
         lambda: emitter.flushall(),
     ]
