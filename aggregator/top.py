@@ -80,12 +80,13 @@ def render(overview: dict[str, Any], queues: list[dict[str, Any]], base_url: str
     ]
     figures.add_row(*(Text(label, style="dim") for label, _ in cells))
     figures.add_row(*(Text(value, style="bold") for _, value in cells))
+    ordered = sorted(queues, key=lambda q: (-q["pending"], q["name"]))
     rows = [
         [f"{q['pending']:,}", f"{q['running']:,}", f"{q['throughput_per_minute']:.1f}", f"{q['error_rate'] * 100:.1f}",
          _ms(q["processing_time_ms"]["p95"]),
          "–" if q["oldest_pending_age_seconds"] is None else f"{q['oldest_pending_age_seconds']} s",
          f"{q['completed_total']:,}", f"{q['failed_total']:,}"]
-        for q in sorted(queues, key=lambda q: (-q["pending"], q["name"]))
+        for q in ordered
     ]
     headers = (["pending", "running", "thr/min", "err %", "p95", "oldest", "completed", "failed"] if wide
                else ["pend", "run", "thr/m", "err%", "p95", "oldest", "done", "failed"])
@@ -96,7 +97,7 @@ def render(overview: dict[str, Any], queues: list[dict[str, Any]], base_url: str
     table.add_column("queue", justify="left", no_wrap=True)
     for name, min_width in zip(headers, widths, strict=True):
         table.add_column(name, justify="right", no_wrap=True, min_width=min_width)
-    for q, row in zip(sorted(queues, key=lambda q: (-q["pending"], q["name"])), rows, strict=True):
+    for q, row in zip(ordered, rows, strict=True):
         table.add_row(shorten(q["name"], room), *row)
     alerts = [Text(f"{a['severity']}: {a['message']}", style="red" if a["severity"] == "critical" else "yellow")
               for a in health["alerts"]]
