@@ -16,6 +16,7 @@ import redis
 
 from aggregator import scripts
 from aggregator.connection import ensure_meta
+from aggregator.housekeeping import prune_stale_workers
 from aggregator.keys import Keys
 from aggregator.membership import Membership
 from aggregator.pipeline import Fenced, PartitionPipeline
@@ -143,6 +144,7 @@ class Aggregator:
                 if p in taken:
                     log.info("owner of partition %d from %s", p, self.pipelines[p].wm_id)
         self.progress.owned = self.owned
+        prune_stale_workers(self.client, self.keys, self.owned, self.settings.worker_retention_s, now_ms)
         self.report.publish(now_ms)
 
     def release_all(self) -> None:

@@ -110,6 +110,10 @@ class Keys:
         """Hash of worker id -> last heartbeat JSON."""
         return f"{self.tag(p)}:workers"
 
+    def housekeeping(self, p: int) -> str:
+        """Marker (SET NX PX) that partition ``p``'s housekeeping ran recently, by any aggregator."""
+        return f"{self.tag(p)}:housekeeping"
+
     def aggregator_info(self, owner_id: str) -> str:
         """Hash of one aggregator process's resource use (expires with it)."""
         return f"{self.prefix}:aggregator:{owner_id}"

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     minute_retention_s: int = Field(default=48 * 3600, ge=60)
     hour_retention_s: int = Field(default=90 * 86_400, ge=3600)
     day_retention_s: int = Field(default=730 * 86_400, ge=86_400)
+    worker_retention_s: int = Field(
+        default=86_400, ge=60, description="A worker silent this long is removed from the workers hash."
+    )
 
     # emitter
     emit_batch_size: int = Field(default=500, ge=1)
@@ -53,6 +56,11 @@ class Settings(BaseSettings):
     basic_users: str = Field(default="", description="Comma-separated user:<bcrypt hash> pairs for HTTP Basic.")
     auth_max_failures: int = Field(default=5, ge=1, description="Failed logins from one client before lockout.")
     auth_lockout_s: int = Field(default=900, ge=1, description="How long a locked-out client waits.")
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed "
+        "(the auth lockout then sees the client's address); empty: none, '*': any.",
+    )
     insecure: bool = Field(default=False, description="Allow serving off loopback without authentication.")
     api_port: int = Field(default=8000, ge=0, le=65_535)
     rate_window_s: int = Field(default=300, ge=60)

@@ -1,5 +1,5 @@
 """Response models: hammerwork_web::api::stats field for field, plus added
-fields (never renamed). Each field says what it means; see DESIGN.md."""
+fields (never renamed). Each field says what it means; see docs/definitions.md."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from aggregator.consumer import Aggregator
 from aggregator.events import Event, parse_event
 from aggregator.keys import Keys
 from aggregator.settings import Settings
-from tests.conftest import REDIS_URL
+from tests.helpers import REDIS_URL
 
 EXAMPLES, ENTRIES = 200, 55  # 11,000 entries: many small examples keep generation cheap
 
