@@ -52,6 +52,7 @@ class Aggregator:
         self.progress = Progress()
         self._stop = threading.Event()
         self._apply = scripts.register(client, "apply")
+        self._read = scripts.register(client, "read")
         # One apply thread: flushes land in the order they were folded, and Redis
         # works on one while this thread reads and folds the next.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobpulse-apply")
@@ -140,7 +141,8 @@ class Aggregator:
             self.pipelines.pop(p, None)
         for p, value in self.membership.held.items():
             if p not in self.pipelines or self.pipelines[p].lease_value != value:
-                self.pipelines[p] = PartitionPipeline(p, value, self.settings, self.client, self._apply, self._pool)
+                self.pipelines[p] = PartitionPipeline(p, value, self.settings, self.client, self._apply, self._read,
+                                                       self._pool)
                 if p in taken:
                     log.info("owner of partition %d from %s", p, self.pipelines[p].wm_id)
         self.progress.owned = self.owned

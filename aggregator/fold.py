@@ -8,6 +8,7 @@ re-read after a crash safe.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -81,6 +82,11 @@ class FoldConfig:
     job_ttl_s: int
     future_tolerance_ms: int
 
+    @functools.cached_property
+    def job_key_prefix(self) -> str:
+        """``keys.job(partition, "")``: a job's key is this plus its id."""
+        return self.keys.job(self.partition, "")
+
 
 @dataclass(slots=True)
 class _Track:
@@ -105,13 +111,17 @@ class _Track:
         return cls(r, known.expires_at_s, r.state, r.ts_ms, r.rank, r.queue, list(r.event_ids))
 
 
-def parse_entries(raw: Iterable[tuple[bytes, dict[bytes, bytes]]], max_bytes: int) -> list[Entry]:
-    """Validate raw XREAD entries; bad ones become :class:`Rejected`."""
+def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]], max_bytes: int) -> list[Entry]:
+    """Validate raw stream entries (fields as a flat list, or a dict); bad ones become :class:`Rejected`."""
     out = []
-    for entry_id_b, fields in raw:
+    for entry_id_b, flat in raw:
         entry_id = entry_id_b.decode()
         arrival_ms = int(entry_id.split("-", 1)[0])
         item: Event | Heartbeat | Rejected
+        if type(flat) is list and len(flat) == 2 and flat[0] == EVENT_FIELD:  # the usual entry: no dict needed
+            out.append(Entry(entry_id, arrival_ms, parse_event(flat[1], max_bytes)))
+            continue
+        fields = dict(zip(flat[::2], flat[1::2], strict=True)) if isinstance(flat, list) else flat
         if EVENT_FIELD in fields:
             item = parse_event(fields[EVENT_FIELD], max_bytes)
         elif HEARTBEAT_FIELD in fields:
@@ -225,6 +235,7 @@ def _advance(track: _Track, ev: Event) -> None:
     track.state, track.ts_ms, track.rank, track.queue = state, ev.ts_ms, rank, ev.queue
 
 
+@functools.lru_cache(maxsize=8192)  # a few sets per queue, asked for once per job
 def _gauge(keys: Keys, p: int, state: str, queue: str) -> tuple[str, str, str] | None:
     """The sorted set holding jobs of ``queue`` in ``state``, its summary field, and the queue."""
     if state == PENDING:
@@ -241,16 +252,17 @@ def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: J
     assert track.state is not None  # a changed track applied an event
     if track.entered_ms is not None:
         new = _gauge(keys, p, track.state, track.queue)
-        if track.prior is not None:
-            stale = [_gauge(keys, p, track.prior.state, track.prior.queue)]
+        prior = track.prior
+        if prior is not None:
+            old = _gauge(keys, p, prior.state, prior.queue)
+            if old and old != new:
+                _leave(fx, old, job_id)
         else:
             # Unknown job (new, or its state expired): make sure no gauge still holds it.
-            stale = [_gauge(keys, p, PENDING, track.queue), _gauge(keys, p, RUNNING, track.queue)]
-        for gauge in stale:
-            if gauge and gauge != new:
-                fx.gauge_remove(gauge[0], gauge[1], job_id)
-                if gauge[1] == schema.PENDING:
-                    fx.oldest[gauge[0]] = gauge[2]
+            for state in (PENDING, RUNNING):
+                old = _gauge(keys, p, state, track.queue)
+                if old != new:
+                    _leave(fx, old, job_id)  # type: ignore[arg-type]  # PENDING and RUNNING have sets
         if new:
             fx.gauge_add(new[0], new[1], job_id, track.entered_ms)
             if new[1] == schema.PENDING:
@@ -265,7 +277,7 @@ def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: J
         expires = now_s + ttl_s
     else:
         ttl_s = 0  # the stored key keeps its TTL
-    fx.jobs[keys.job(p, job_id)] = (record.encode(), ttl_s)
+    fx.jobs[cfg.job_key_prefix + job_id] = (record.encode(), ttl_s)
     cache.put(job_id, Known(record, expires), finished)
 
 
@@ -285,6 +297,12 @@ def _time_fields(name: str, value_ms: int) -> tuple[str, str]:
         bins, hist = (schema.PT_SKETCH, schema.PT_HIST) if name == "pt" else (schema.WT_SKETCH, schema.WT_HIST)
         got = memo[value_ms] = (f"{bins}{sketch.bin_of(value_ms)}", f"{hist}{histogram_index(value_ms)}")
     return got
+
+
+def _leave(fx: Effects, gauge: tuple[str, str, str], job_id: str) -> None:
+    fx.gauge_remove(gauge[0], gauge[1], job_id)
+    if gauge[1] == schema.PENDING:
+        fx.oldest[gauge[0]] = gauge[2]
 
 
 def _fold_counts(tally: _MinuteTally, ev: Event) -> None:
