@@ -12,6 +12,7 @@ import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import msgspec
 import orjson
 
 from aggregator import errors, schema, sketch
@@ -180,7 +181,7 @@ class Flush:
             if item.ts_ms < entry.arrival_ms - max_age_ms:
                 # no bucket keeps it, and as a pending job it would age the queue by centuries
                 reason = f"timestamp too old: more than the longest retention ({max_age_ms // 1000} s) before arrival"
-                fx.dead_letter(entry.entry_id, reason, orjson.dumps(item))
+                fx.dead_letter(entry.entry_id, reason, msgspec.json.encode(item))
                 fx.add(wm, schema.WM_DEAD_LETTERS)
                 continue
             if item.ts_ms > entry.arrival_ms + cfg.future_tolerance_ms:
