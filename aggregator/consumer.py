@@ -75,7 +75,7 @@ class Aggregator:
                     if time.monotonic() >= next_renew:
                         self.rebalance(want_all=drain)
                         next_renew = time.monotonic() + self.membership.renew_every_s
-                    worked = self.step_all()
+                    worked = self.step_all(eager=drain)
                     backoff_s = 0.0
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     # Whatever was in flight may or may not have landed; the apply
@@ -92,21 +92,21 @@ class Aggregator:
                         break
                     if drain and len(self.pipelines) < self.partitions:
                         next_renew = 0.0  # a dead owner's lease is still running out: keep trying
-                    if idle:
+                    if not (drain and not idle):  # an open flush is applied when due, after this nap
                         self._stop.wait(self.settings.idle_sleep_ms / 1000)
         finally:
             self.release_all()
         return self.progress
 
-    def step_all(self) -> int:
-        """One step of every owned partition; entries read."""
+    def step_all(self, eager: bool = False) -> int:
+        """One step of every owned partition; entries read (``eager``: apply as soon as caught up)."""
         worked = 0
         for p in sorted(self.pipelines):
             if self._stop.is_set():
                 break
             pipe = self.pipelines[p]
             try:
-                worked += pipe.step(time.time())
+                worked += pipe.step(time.time(), eager)
             except Fenced as exc:
                 self._fenced(p, exc)
             self._count(pipe)

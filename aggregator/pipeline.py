@@ -29,6 +29,9 @@ from aggregator.settings import Settings
 log = logging.getLogger("jobpulse.aggregator")
 
 
+_EXPIRY_MEMO_MAX = 100_000
+
+
 class Fenced(Exception):
     """Another owner holds the partition now."""
 
@@ -58,6 +61,8 @@ class PartitionPipeline:
             future_tolerance_ms=settings.future_tolerance_s * 1000,
         )
         self.cache = JobCache(settings.job_cache_size)
+        # bucket key -> the EXPIREAT this owner has already sent for it (a bucket's expiry never changes)
+        self._expiry_sent: dict[str, int] = {}
         self.wm_id = self.read_id = "0-0"
         self.flush: Flush | None = None
         self.opened_s = 0.0
@@ -71,6 +76,7 @@ class PartitionPipeline:
         """Forget everything in memory and continue from the stored watermark."""
         self.flush, self.inflight = None, None
         self.cache.clear()
+        self._expiry_sent.clear()
         wm_id = self.client.hget(self.keys.watermark(self.p), schema.WM_ID)
         self.wm_id = self.read_id = wm_id.decode() if isinstance(wm_id, bytes) else "0-0"
 
@@ -79,8 +85,14 @@ class PartitionPipeline:
         """Nothing read and not yet applied."""
         return self.flush is None and self.inflight is None
 
-    def step(self, now_s: float) -> int:
-        """Read and fold the next chunk, apply the open flush when due; entries read."""
+    def step(self, now_s: float, eager: bool = False) -> int:
+        """Read and fold the next chunk, apply the open flush when due; entries read.
+
+        A flush is due when it has been open for the flush interval or is full
+        (or, with ``eager``, as soon as the stream is caught up: draining needs
+        no merging across time). Applying it whenever the stream is caught up
+        would, at live rates, apply tiny flushes and merge nothing.
+        """
         if self.inflight is not None and self.inflight.future.done():
             self.settle()
         s = self.settings
@@ -89,7 +101,7 @@ class PartitionPipeline:
             n = self._read_chunk(now_s)
             self.caught_up = n < s.batch_size
         flush = self.flush
-        if flush is not None and (self.caught_up or flush.entries >= s.max_flush_entries
+        if flush is not None and ((eager and self.caught_up) or flush.entries >= s.max_flush_entries
                                   or now_s - self.opened_s >= s.flush_interval_ms / 1000):
             self.submit(now_s)
         elif flush is None and self.inflight is None and now_s - self._checked_s >= s.lease_ttl_ms / 3000:
@@ -129,6 +141,11 @@ class PartitionPipeline:
         if self.inflight is not None:
             self.settle()
         fx = flush.finish(self.cache, now_s)
+        sent = self._expiry_sent
+        if len(sent) > _EXPIRY_MEMO_MAX:
+            sent.clear()
+        fx.expire_at_s = {key: at for key, at in fx.expire_at_s.items() if sent.get(key) != at}
+        sent.update(fx.expire_at_s)
         keys = self.keys
         fixed = [keys.lease(self.p), keys.watermark(self.p), keys.stream(self.p), keys.summary(self.p),
                  keys.oldest_pending(self.p)]
