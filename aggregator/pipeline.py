@@ -67,6 +67,7 @@ class PartitionPipeline:
         self.flush: Flush | None = None
         self.opened_s = 0.0
         self.inflight: _InFlight | None = None
+        self._ahead: Future[Any] | None = None  # the next chunk, being read
         self.applied_entries = self.applied_flushes = 0
         self.caught_up = False
         self._checked_s = 0.0
@@ -74,7 +75,7 @@ class PartitionPipeline:
 
     def reload(self) -> None:
         """Forget everything in memory and continue from the stored watermark."""
-        self.flush, self.inflight = None, None
+        self.flush, self.inflight, self._ahead = None, None, None
         self.cache.clear()
         self._expiry_sent.clear()
         wm_id = self.client.hget(self.keys.watermark(self.p), schema.WM_ID)
@@ -111,12 +112,22 @@ class PartitionPipeline:
             self.submit(now_s)
         return n
 
+    def _fetch(self, after_id: str) -> Future[Any]:
+        """Ask the apply thread for the entries after ``after_id``: it reads while this thread folds.
+
+        Through a script, so the reply stays raw lists (redis-py's XRANGE reply
+        parsing costs ~1 µs an entry).
+        """
+        return self._pool.submit(self._read, keys=[self.keys.stream(self.p)],
+                                 args=["(" + after_id, self.settings.batch_size])
+
     def _read_chunk(self, now_s: float) -> int:
-        # through a script, so the reply stays raw lists: redis-py's XRANGE reply parsing costs ~1 µs an entry
-        stream, count = self.keys.stream(self.p), self.settings.batch_size
-        raw: list[Any] = self._read(keys=[stream], args=["(" + self.read_id, count])
+        ahead, self._ahead = self._ahead, None
+        raw: list[Any] = (ahead or self._fetch(self.read_id)).result()
         if not raw:
             return 0
+        if len(raw) == self.settings.batch_size:  # more is waiting: read it while this chunk is folded
+            self._ahead = self._fetch(raw[-1][0].decode())
         entries = parse_entries(raw, self.settings.max_entry_bytes)
         if self.flush is None:
             self.flush, self.opened_s = Flush(self.cfg), now_s
