@@ -63,13 +63,9 @@ FAILURES = frozenset({"failed", "timed_out", "dead"})
 SAMPLE_MESSAGE_CHARS = 500
 
 
-@dataclass(slots=True)
-class Entry:
-    """One stream entry, parsed."""
-
-    entry_id: str
-    arrival_ms: int
-    item: Event | Heartbeat | Rejected
+# One stream entry, parsed: (entry id, arrival ms from the id, what it holds). A plain tuple: one is
+# built per event, and a tuple costs a fraction of an object with attributes.
+Entry = tuple[str, int, Event | Heartbeat | Rejected]
 
 
 @dataclass(frozen=True)
@@ -114,13 +110,13 @@ class _Track:
 
 def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]], max_bytes: int) -> list[Entry]:
     """Validate raw stream entries (fields as a flat list, or a dict); bad ones become :class:`Rejected`."""
-    out = []
+    out: list[Entry] = []
     for entry_id_b, flat in raw:
         entry_id = entry_id_b.decode()
         arrival_ms = int(entry_id.split("-", 1)[0])
         item: Event | Heartbeat | Rejected
         if type(flat) is list and len(flat) == 2 and flat[0] == EVENT_FIELD:  # the usual entry: no dict needed
-            out.append(Entry(entry_id, arrival_ms, parse_event(flat[1], max_bytes)))
+            out.append((entry_id, arrival_ms, parse_event(flat[1], max_bytes)))
             continue
         fields = dict(zip(flat[::2], flat[1::2], strict=True)) if isinstance(flat, list) else flat
         if EVENT_FIELD in fields:
@@ -130,7 +126,7 @@ def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]],
         else:
             names = b",".join(sorted(fields))[:200].decode(errors="replace")
             item = Rejected(f"entry has no 'event' field (fields: {names})", b"")
-        out.append(Entry(entry_id, arrival_ms, item))
+        out.append((entry_id, arrival_ms, item))
     return out
 
 
@@ -152,7 +148,8 @@ class Flush:
 
     def jobs_to_read(self, entries: list[Entry], cache: JobCache, now_s: float) -> list[str]:
         """Jobs of ``entries`` whose stored state this flush does not know yet."""
-        ids = {e.item.job_id for e in entries if isinstance(e.item, Event) and e.item.job_id not in self.tracks}
+        tracks = self.tracks
+        ids = {item.job_id for _, _, item in entries if isinstance(item, Event) and item.job_id not in tracks}
         return cache.missing(ids, now_s)
 
     def add(self, entries: list[Entry], cache: JobCache) -> None:
@@ -162,14 +159,13 @@ class Flush:
         tracks, minutes = self.tracks, self.minutes
         events = duplicates = clamped = 0
         max_age_ms = max(cfg.retention_s.values()) * 1000
-        for entry in entries:
-            item = entry.item
+        for entry_id, arrival_ms, item in entries:
             if isinstance(item, Rejected):
-                fx.dead_letter(entry.entry_id, item.reason, item.raw)
+                fx.dead_letter(entry_id, item.reason, item.raw)
                 fx.add(wm, schema.WM_DEAD_LETTERS)
                 continue
             if isinstance(item, Heartbeat):
-                _fold_heartbeat(fx, cfg.keys.workers(cfg.partition), item, entry.arrival_ms)
+                _fold_heartbeat(fx, cfg.keys.workers(cfg.partition), item, arrival_ms)
                 fx.add(wm, schema.WM_HEARTBEATS)
                 continue
             track = tracks.get(item.job_id)
@@ -178,20 +174,20 @@ class Flush:
             if item.event_id in track.event_ids:
                 duplicates += 1
                 continue
-            if item.ts_ms < entry.arrival_ms - max_age_ms:
+            if item.ts_ms < arrival_ms - max_age_ms:
                 # no bucket keeps it, and as a pending job it would age the queue by centuries
                 reason = f"timestamp too old: more than the longest retention ({max_age_ms // 1000} s) before arrival"
-                fx.dead_letter(entry.entry_id, reason, msgspec.json.encode(item))
+                fx.dead_letter(entry_id, reason, msgspec.json.encode(item))
                 fx.add(wm, schema.WM_DEAD_LETTERS)
                 continue
-            if item.ts_ms > entry.arrival_ms + cfg.future_tolerance_ms:
-                item.ts_ms = entry.arrival_ms
+            if item.ts_ms > arrival_ms + cfg.future_tolerance_ms:
+                item.ts_ms = arrival_ms
                 clamped += 1
             events += 1
             minute = item.ts_ms // 60_000 * 60
             tally = minutes.get((item.queue, minute))
             if tally is None:
-                tally = minutes[item.queue, minute] = _MinuteTally(_alive_bits(minute, entry.arrival_ms // 1000, cfg))
+                tally = minutes[item.queue, minute] = _MinuteTally(_alive_bits(minute, arrival_ms // 1000, cfg))
             _fold_counts(tally, item)
             if item.type in FAILURES and item.error_message is not None:
                 _fold_error(fx, item, cfg)
@@ -201,7 +197,7 @@ class Flush:
                 fx.add(wm, fld, n)
         self.entries += len(entries)
         if entries:
-            self.last_entry_id = entries[-1].entry_id
+            self.last_entry_id = entries[-1][0]
 
     def finish(self, cache: JobCache, now_s: float) -> Effects:
         """The flush's writes; ``cache`` learns the job states they store."""
@@ -315,9 +311,9 @@ def _fold_counts(tally: _MinuteTally, ev: Event) -> None:
         key = _PRIORITY_FIELD.get(ev.priority) or _PRIORITY_FIELD.setdefault(ev.priority, schema.PRIORITY + ev.priority)
         adds[key] = adds.get(key, 0) + 1
     elif kind in OUTCOMES and ev.processing_ms is not None:
-        _add_time(tally, "pt", ev.processing_ms)
+        _add_time(adds, tally.types, tally.maxes, "pt", ev.processing_ms)
     elif kind == "started" and ev.wait_ms is not None:
-        _add_time(tally, "wt", ev.wait_ms)
+        _add_time(adds, tally.types, tally.maxes, "wt", ev.wait_ms)
     if ev.job_type:
         key = f"{schema.JOB_TYPE}{kind}:{ev.job_type}"
         tally.types[key] = tally.types.get(key, 0) + 1
@@ -327,8 +323,7 @@ def _fold_counts(tally: _MinuteTally, ev: Event) -> None:
         tally.last_ms = ev.ts_ms
 
 
-def _add_time(tally: _MinuteTally, name: str, value_ms: int) -> None:
-    adds, types, maxes = tally.adds, tally.types, tally.maxes
+def _add_time(adds: dict[str, int], types: dict[str, int], maxes: dict[str, int], name: str, value_ms: int) -> None:
     sum_field, n_field, max_field = _TIME_NAMES[name]
     bin_field, hist_field = _time_fields(name, value_ms)
     adds[sum_field] = adds.get(sum_field, 0) + value_ms

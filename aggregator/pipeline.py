@@ -135,7 +135,7 @@ class PartitionPipeline:
         if missing:
             self._load_jobs(missing)
         self.flush.add(entries, self.cache)
-        self.read_id = entries[-1].entry_id
+        self.read_id = entries[-1][0]
         return len(entries)
 
     def _load_jobs(self, job_ids: list[str]) -> None:
