@@ -146,11 +146,11 @@ class PartitionPipeline:
 
     def submit(self, now_s: float) -> None:
         """Hand the open flush to the apply thread (after the previous one has landed)."""
+        if self.inflight is not None:
+            self.settle()  # if that reloads from Redis, the open flush is dropped with everything else
         flush, self.flush = self.flush, None
         if flush is None:
             return
-        if self.inflight is not None:
-            self.settle()
         fx = flush.finish(self.cache, now_s)
         sent = self._expiry_sent
         if len(sent) > _EXPIRY_MEMO_MAX:
