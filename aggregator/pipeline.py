@@ -189,8 +189,10 @@ class PartitionPipeline:
             log.error("partition %d: %d events were trimmed before they were read", self.p, lost)
         self.applied_entries += inflight.entries
         self.applied_flushes += 1
-        if self.inflight is None and self.flush is None:
-            self.cache.trim()
+        # Nothing is in flight now: whatever the cache forgets is stored, and the open flush
+        # holds its own jobs' states. (Trimming with a flush in flight could forget a job whose
+        # write has not landed, and the next read of it would find the state before that write.)
+        self.cache.trim()
 
     def finish(self, now_s: float) -> None:
         """Apply what has been read and wait for it."""
