@@ -25,7 +25,7 @@ from aggregator.events import (
     parse_heartbeat,
 )
 from aggregator.keys import GRANULARITY_S, Keys, bucket_start
-from aggregator.stats import histogram_index
+from aggregator.sketch import histogram_index
 
 PENDING, RUNNING, AWAITING_RETRY, FINISHED = "P", "R", "W", "F"
 

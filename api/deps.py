@@ -8,9 +8,9 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from aggregator.settings import Settings
-from aggregator.store import StatsStore
 from api.query import StatsQuery, build_query, parse_queues
 from api.report import Reporter
+from api.store import StatsStore
 
 QUEUES_HELP = "Queue names, comma-separated and/or repeated; all queues when absent."
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aggregator.settings import Settings
-from aggregator.store import PartitionStatus, QueueSnapshot, Worker
 from api.models import SystemAlert, SystemHealth
+from api.store import PartitionStatus, QueueSnapshot, Worker
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 

@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterable
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
-from aggregator.stats import HISTOGRAM_BOUNDS_MS, Tally
-from aggregator.store import PartitionStatus, QueueSnapshot, Worker
+from aggregator.sketch import HISTOGRAM_BOUNDS_MS
 from api.health import is_active
+from api.stats import Tally
+from api.store import PartitionStatus, QueueSnapshot, Worker
 
 # (metric suffix, event types counted, help)
 COUNTERS = (

@@ -9,12 +9,10 @@ from datetime import UTC, datetime
 
 from prometheus_client.core import Metric
 
-from aggregator import stats
 from aggregator.keys import GRANULARITY_S
 from aggregator.settings import Settings
-from aggregator.stats import Tally, merged
-from aggregator.store import PartitionStatus, QueueSnapshot, StatsStore, Worker
 from api import health as rules
+from api import stats
 from api.metrics import families as metric_families
 from api.models import (
     DetailedStats,
@@ -27,6 +25,8 @@ from api.models import (
     SystemOverview,
 )
 from api.query import StatsQuery, bucket_starts, stored_granularity
+from api.stats import Tally, merged
+from api.store import PartitionStatus, QueueSnapshot, StatsStore, Worker
 
 MAX_ERROR_PATTERNS = 100
 MINUTE_RANGE_MAX_S = 6 * 3600

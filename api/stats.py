@@ -10,7 +10,6 @@ the parsed, mergeable form of either.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,18 +19,10 @@ from aggregator import sketch
 OUTCOMES = ("completed", "failed", "timed_out", "dead")
 FAILURES = ("failed", "timed_out", "dead")
 PRIORITIES = ("background", "low", "normal", "high", "critical")
-# Upper bounds of the lifetime histograms, 10 ms to 6 h; index len() is +Inf.
-HISTOGRAM_BOUNDS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 120_000, 300_000,
-                       600_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000)
 
 
 # field prefix -> the Tally dict of per-bin counts it adds into
 _BIN_FIELDS = {"ps": "processing", "ws": "wait", "ph": "processing_hist", "wh": "wait_hist"}
-
-
-def histogram_index(value_ms: int) -> int:
-    """The histogram bucket of a duration: the first bound it does not exceed."""
-    return bisect.bisect_left(HISTOGRAM_BOUNDS_MS, value_ms)
 
 
 @dataclass

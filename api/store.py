@@ -16,7 +16,7 @@ import orjson
 import redis.asyncio
 
 from aggregator.keys import Keys, partition_of
-from aggregator.stats import Tally, merged
+from api.stats import Tally, merged
 
 
 @dataclass

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from aggregator.settings import Settings
-from aggregator.stats import Tally
-from aggregator.store import PartitionStatus, QueueSnapshot, Worker
 from api.health import HealthInputs, evaluate
+from api.stats import Tally
+from api.store import PartitionStatus, QueueSnapshot, Worker
 
 NOW_MS = 1_800_000_000_000
 NOW = datetime.fromtimestamp(NOW_MS / 1000, UTC)
