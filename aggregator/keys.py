@@ -68,6 +68,14 @@ class Keys:
         """Set of queue names seen in partition ``p``."""
         return f"{self.tag(p)}:queues"
 
+    def summary(self, p: int) -> str:
+        """Hash of partition ``p``'s lifetime totals (a queue's totals fields) plus ``pending``/``running`` now."""
+        return f"{self.tag(p)}:summary"
+
+    def oldest_pending(self, p: int) -> str:
+        """Sorted set: queue name -> when its oldest pending job became pending (ms); only queues with pending."""
+        return f"{self.tag(p)}:oldest"
+
     def totals(self, p: int, queue: str) -> str:
         """Hash of a queue's lifetime counters."""
         return f"{self.tag(p)}:tot:{queue}"

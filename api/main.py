@@ -3,51 +3,40 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-import redis
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from aggregator.connection import RedisTarget
 from aggregator.keys import Keys
 from aggregator.settings import Settings
+from api.accesslog import truncate_access_log
 from api.auth import AuthMiddleware, Credentials
 from api.envelope import install_error_handlers
 from api.routers import dashboard, metrics, probes, stats, stream
 from api.routers.dashboard import STATIC_DIR
-from api.routers.stream import StreamSlots
+from api.state import AppState, PartitionCount, StreamSlots
+
+# A reply later than this is a timeout (reported as such, never as Redis being down). Requests are
+# bounded (api/limits.py) and their Redis work chunked, so a healthy Redis answers far sooner.
+REDIS_TIMEOUT_S = 5.0
 
 
-class PartitionCount:
-    """P as stored in the meta key, read once it exists; the setting until then."""
-
-    def __init__(self, client: redis.asyncio.Redis, keys: Keys, fallback: int) -> None:
-        self.client, self.keys, self.fallback = client, keys, fallback
-        self.known: int | None = None
-
-    async def __call__(self) -> int:
-        if self.known is None:
-            try:
-                raw = await self.client.hget(self.keys.meta, "partitions")  # type: ignore[misc]  # redis-py 5 stubs
-            except (redis.RedisError, OSError):
-                return self.fallback
-            if raw is None:
-                return self.fallback
-            self.known = int(raw)
-        return self.known
-
-
-def create_app(settings: Settings, target: RedisTarget | None = None) -> FastAPI:
-    """The API app for one deployment."""
+def create_app(settings: Settings, target: RedisTarget | None = None,
+               clock: Callable[[], float] = time.time) -> FastAPI:
+    """The API app for one deployment (``clock``: the time source, for tests)."""
     target = target or RedisTarget(settings.redis_url)
+    state = AppState(settings=settings, keys=Keys(settings.key_prefix),
+                     streams=StreamSlots(settings.stream_max_clients), clock=clock, started_s=clock())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = target.asyncio(socket_timeout=2.0, socket_connect_timeout=2.0)
-        app.state.redis = client
-        app.state.partitions = PartitionCount(client, app.state.keys, settings.partitions)
+        client = target.asyncio(socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+        state.redis_client = client
+        state.partitions = PartitionCount(client, state.keys, settings.partitions)
+        truncate_access_log()
         yield
         await client.aclose()
 
@@ -57,10 +46,7 @@ def create_app(settings: Settings, target: RedisTarget | None = None) -> FastAPI
         summary="Job queue statistics, hammerwork-web compatible, computed from precomputed Redis keys.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.keys = Keys(settings.key_prefix)
-    app.state.started_s = time.time()
-    app.state.streams = StreamSlots(settings.stream_max_clients)
+    app.state.jobpulse = state
     app.add_middleware(AuthMiddleware, credentials=Credentials.from_settings(settings), settings=settings)
     install_error_handlers(app)
     app.include_router(stats.router)

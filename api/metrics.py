@@ -1,8 +1,9 @@
-"""Prometheus exposition of the precomputed stats: conventional names, base
-units (seconds), and only the ``queue`` label (never job or worker ids)."""
+"""The Prometheus exposition of the precomputed stats, a unit apart from the JSON report:
+conventional names, base units (seconds), and only the ``queue`` label (never job or worker ids)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -11,7 +12,8 @@ from prometheus_client.exposition import generate_latest
 from aggregator.sketch import HISTOGRAM_BOUNDS_MS
 from api.health import is_active
 from api.stats import Tally
-from api.store import PartitionStatus, QueueSnapshot, Worker
+from api.store import PartitionStatus, QueueSnapshot, StatsStore, Worker
+from api.window import BucketRange
 
 # (metric suffix, event types counted, help)
 COUNTERS = (
@@ -24,6 +26,15 @@ COUNTERS = (
     ("dead", ("dead",), "Jobs that gave up."),
     ("cancelled", ("cancelled",), "Jobs cancelled."),
 )
+
+
+async def collect(store: StatsStore, now_ms: int) -> list[Metric]:
+    """Read the store once and build every metric family of one scrape."""
+    names = await store.queue_names()
+    snaps, workers, parts = await asyncio.gather(
+        store.snapshots(names, BucketRange("m", [], [])), store.workers(), store.partitions_status()
+    )
+    return families(snaps, parts, workers, now_ms)
 
 
 def families(

@@ -116,6 +116,12 @@ def _add_into(dst: dict[Any, int], src: Mapping[Any, int]) -> None:
         dst[k] = dst.get(k, 0) + v
 
 
+def add_counts(t: Tally, counts: Mapping[str, int]) -> Tally:
+    """Add event counts per type into ``t`` (in place) and return it."""
+    _add_into(t.counts, counts)
+    return t
+
+
 def merged(tallies: Iterable[Tally]) -> Tally:
     """One tally holding the sum of several."""
     out = Tally()

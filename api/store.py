@@ -1,22 +1,39 @@
 """The read side: turns the precomputed keys into tallies and snapshots.
 
-Every method issues a fixed number of pipelined reads whose size depends on
-the queues and buckets asked for, never on how many events were ingested.
+Every method issues a fixed number of reads whose size depends on the queues
+and buckets asked for, never on how many events were ingested: one script
+call per partition (chunked, see ``CHUNK_READS``) that sums the range next to
+the data (:mod:`api.lua`). The overview's reads do not depend on the number
+of queues either (``partition_views``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
+from aggregator.events import EventType
 from aggregator.keys import Keys, partition_of
-from api.stats import Tally, merged
+from api import lua
+from api.stats import Tally
+from api.window import BucketRange, bucket_range
+
+# Hash reads per script call at most: each call holds Redis for ~10 ms or less, so the aggregator
+# and other clients are served between the chunks of a large request.
+CHUNK_READS = 2000
+# Replies larger than this (hash reads) are parsed in a worker thread, off the event loop.
+OFFLOAD_READS = 1000
+SUMMARY_FIELDS = (*(f"n:{t.value}" for t in EventType), "pending", "running", "first_ms")
+T = TypeVar("T")
 
 
 @dataclass
@@ -31,6 +48,7 @@ class QueueSnapshot:
     window: Tally
     first_ms: int | None = None
     last_ms: int | None = None
+    seen: bool = True
 
 
 @dataclass
@@ -73,6 +91,22 @@ class Worker:
 
 
 @dataclass
+class PartitionView:
+    """One partition now, read at a cost that does not depend on its number of queues."""
+
+    status: PartitionStatus
+    counts: dict[str, int]  # lifetime events per type
+    pending: int
+    running: int
+    first_ms: int | None  # event time of the first data the partition holds
+    oldest_pending_ms: int | None
+    queues_seen: int
+    workers: list[Worker]
+    window: Tally
+    backlog: list[tuple[str, int]]  # queues holding more pending jobs than the threshold asked for
+
+
+@dataclass
 class ErrorSignature:
     """One normalised error message over a range of hours."""
 
@@ -85,46 +119,65 @@ class ErrorSignature:
     sample: str = ""
 
 
-# A queue's totals, gauges and window buckets, for all queues of one partition
-# in one call: the API's cost per queue is a few table reads in Redis, not
-# four round-trip-sized commands parsed one by one in Python.
-# KEYS: per queue totals, pending, running, then ARGV[1] bucket hashes.
-# ARGV[2]: when not empty, only the totals fields starting with it (the overview
-# needs the n: counts, not the histogram bins and per-job-type counts).
-_SNAPSHOT = """
-local per = 3 + tonumber(ARGV[1])
-local prefix = ARGV[2]
-local function totals(key)
-  local flat = redis.call('HGETALL', key)
-  if prefix == '' then return flat end
-  local kept = {}
-  for k = 1, #flat, 2 do
-    if string.sub(flat[k], 1, #prefix) == prefix then
-      kept[#kept + 1] = flat[k]
-      kept[#kept + 1] = flat[k + 1]
-    end
-  end
-  return kept
-end
-local out = {}
-for i = 1, #KEYS, per do
-  local oldest = redis.call('ZRANGE', KEYS[i + 1], 0, 0, 'WITHSCORES')
-  local buckets = {}
-  for j = i + 3, i + per - 1 do buckets[#buckets + 1] = redis.call('HGETALL', KEYS[j]) end
-  out[#out + 1] = {totals(KEYS[i]), redis.call('ZCARD', KEYS[i + 1]),
-                   redis.call('ZCARD', KEYS[i + 2]), oldest[2] or false, buckets}
-end
-return cjson.encode(out)
-"""
-
-
-def _pairs(flat: list[str] | dict[str, str]) -> dict[str, str]:
-    """A flat HGETALL list from cjson as a dict (cjson writes an empty list as {})."""
-    return dict(zip(flat[::2], flat[1::2], strict=True)) if isinstance(flat, list) else {}
+def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
+    """A flat ``field, value, …`` reply as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _ms(entry_id: bytes | None) -> int | None:
     return int(entry_id.split(b"-", 1)[0]) if entry_id else None
+
+
+def _int_or_none(raw: bytes | None) -> int | None:
+    return int(raw) if raw else None
+
+
+def _status(p: int, wm: dict[bytes, bytes], newest: bytes | None, length: int, dl_length: int,
+            lease: bytes | None) -> PartitionStatus:
+    status = PartitionStatus(partition=p, stream_length=int(length), deadletter_length=int(dl_length))
+    for name in ("consumed", "events", "duplicates", "dead_letters", "clamped", "lost"):
+        setattr(status, name, int(wm.get(name.encode(), 0)))
+    status.watermark_ms = _ms(wm.get(b"id"))
+    status.applied_ms = int(wm[b"applied_ms"]) if b"applied_ms" in wm else None
+    status.newest_entry_ms = _ms(newest)
+    status.owner = bytes(lease).decode().rsplit(":", 1)[0] if lease else None
+    return status
+
+
+def _workers(raw: dict[bytes, bytes]) -> list[Worker]:
+    out = []
+    for worker_id, body in raw.items():
+        rec = orjson.loads(body)
+        out.append(Worker(worker_id=worker_id.decode(), queues=rec["queues"], concurrency=rec["concurrency"],
+                          busy=rec["busy"], interval_s=rec["interval_s"], dropped=rec["dropped"],
+                          seen_ms=rec["seen_ms"]))
+    return out
+
+
+def _snapshot(name: str, reply: list[Any]) -> QueueSnapshot:
+    seen, totals_flat, pending, running, oldest, window = reply
+    raw = _pairs(totals_flat)
+    first, last = raw.pop(b"first_ms", None), raw.pop(b"last_ms", None)
+    return QueueSnapshot(name=name, totals=Tally.from_hash(raw), pending=int(pending), running=int(running),
+                         oldest_pending_ms=int(float(oldest)) if oldest else None,
+                         window=Tally.from_hash(_pairs(window)), first_ms=_int_or_none(first),
+                         last_ms=_int_or_none(last), seen=bool(seen))
+
+
+class _Script:
+    """A read script called by its SHA, loaded on first NOSCRIPT (so a call costs one command)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+async def _offload(reads: int, work: Callable[[], T]) -> T:
+    """Run CPU work in a thread when it is large, so other requests are not held up meanwhile."""
+    return await asyncio.to_thread(work) if reads > OFFLOAD_READS else work()
+
+
+_PARTITION, _QUEUES, _RANGE_SUMS = _Script(lua.PARTITION), _Script(lua.QUEUES), _Script(lua.RANGE_SUMS)
 
 
 class StatsStore:
@@ -135,7 +188,7 @@ class StatsStore:
         self.keys = keys
         self.partitions = partitions
         self.redis_time_s = 0.0  # Redis round trips of this store's reads, for PerformanceMetrics
-        self._snapshot = client.register_script(_SNAPSHOT)
+        self._cluster = isinstance(client, RedisCluster)
 
     async def _run(self, pipe: Any) -> list[Any]:
         return await self._timed(pipe.execute())
@@ -148,9 +201,37 @@ class StatsStore:
         finally:
             self.redis_time_s += time.perf_counter() - start
 
+    async def _eval(self, script: _Script, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """One script call per (keys, args): pipelined on one connection (standalone), or concurrent
+        (Cluster, whose pipelines refuse scripts)."""
+        for attempt in range(2):
+            try:
+                if self._cluster:
+                    return await self._timed(asyncio.gather(
+                        *(self.client.evalsha(script.sha, len(k), *k, *a) for k, a in calls)))  # type: ignore[misc, arg-type]
+                pipe = self.client.pipeline(transaction=False)
+                for k, a in calls:
+                    pipe.evalsha(script.sha, len(k), *k, *a)
+                return await self._run(pipe)
+            except NoScriptError:
+                if attempt:
+                    raise
+                await self.client.script_load(script.source)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def partition(self, queue: str) -> int:
         """Partition holding a queue's keys."""
         return partition_of(queue, self.partitions)
+
+    def _by_partition(self, queues: Sequence[str]) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = {}
+        for q in queues:
+            out.setdefault(self.partition(q), []).append(q)
+        return out
+
+    def _bucket_keys(self, p: int, br: BucketRange, queue: str | None) -> tuple[list[str], list[str]]:
+        return ([self.keys.bucket(p, br.gran, s, queue) for s in br.starts],
+                [self.keys.bucket(p, "m", m, queue) for m in br.minutes])
 
     async def queue_names(self) -> list[str]:
         """Every queue ever seen, sorted."""
@@ -162,54 +243,133 @@ class StatsStore:
             names.update(m.decode() for m in members)
         return sorted(names)
 
-    async def snapshots(
-        self, queues: list[str], gran: str, starts: list[int], *, counts_only: bool = False
-    ) -> list[QueueSnapshot]:
-        """Totals, gauges and the merged ``gran`` buckets at ``starts`` of each queue
-        (``counts_only``: of the totals, only the event counts)."""
-        by_partition: dict[int, list[str]] = {}
-        for q in queues:
-            by_partition.setdefault(self.partition(q), []).append(q)
+    async def partition_views(self, window: BucketRange, backlog_threshold: int) -> list[PartitionView]:
+        """Every partition's summary, gauges, status, workers and window sum: a fixed number of keys
+        per partition, however many queues it holds."""
         calls = []
-        for p, names in by_partition.items():
-            keys = []
-            for q in names:
-                keys += [self.keys.totals(p, q), self.keys.pending(p, q), self.keys.running(p, q)]
-                keys += [self.keys.bucket(p, gran, start, q) for start in starts]
-            calls.append(self._snapshot(keys=keys, args=[len(starts), "n:" if counts_only else ""]))
-        # concurrent calls, not a pipeline: redis-py's cluster pipelines refuse scripts
-        replies = await self._timed(asyncio.gather(*calls))
-        found: dict[str, QueueSnapshot] = {}
-        for names, reply in zip(by_partition.values(), replies, strict=True):
-            for q, (totals_flat, pending, running, oldest, buckets) in zip(names, orjson.loads(reply), strict=True):
-                totals_raw = _pairs(totals_flat)
-                first, last = totals_raw.pop("first_ms", None), totals_raw.pop("last_ms", None)
-                found[q] = QueueSnapshot(
-                    name=q,
-                    totals=Tally.from_fields(totals_raw),
-                    pending=pending,
-                    running=running,
-                    oldest_pending_ms=int(float(oldest)) if oldest else None,
-                    window=merged(Tally.from_fields(_pairs(b)) for b in (buckets or [])),
-                    first_ms=int(first) if first else None,
-                    last_ms=int(last) if last else None,
-                )
-        return [found[q] for q in queues]
+        for p in range(self.partitions):
+            k = self.keys
+            keys = [k.summary(p), k.oldest_pending(p), k.queues(p), k.watermark(p), k.stream(p), k.deadletter(p),
+                    k.lease(p), k.workers(p)]
+            plain, minutes = self._bucket_keys(p, window, None)
+            args = [backlog_threshold, k.pending(p, ""), len(SUMMARY_FIELDS), *SUMMARY_FIELDS,
+                    len(plain), len(minutes), *window.minutes]
+            calls.append((keys + plain + minutes, args))
+        replies = await self._eval(_PARTITION, calls)
+        return [self._view(p, r) for p, r in enumerate(replies)]
 
-    async def series(self, gran: str, starts: list[int], queues: list[str] | None) -> list[Tally]:
-        """One merged tally per bucket start: all queues, or only ``queues``."""
+    def _view(self, p: int, reply: list[Any]) -> PartitionView:
+        summary, oldest, seen, wm, newest, length, dl_length, lease, workers, window, backlog = reply
+        values = dict(zip(SUMMARY_FIELDS, summary, strict=True))
+        counts = {f[2:]: int(v) for f, v in values.items() if f.startswith("n:") and v}
+        return PartitionView(
+            status=_status(p, _pairs(wm), newest, length, dl_length, lease),
+            counts=counts,
+            pending=int(values["pending"] or 0),
+            running=int(values["running"] or 0),
+            first_ms=_int_or_none(values["first_ms"]),
+            oldest_pending_ms=int(float(oldest[1])) if oldest else None,
+            queues_seen=int(seen),
+            workers=_workers(_pairs(workers)),
+            window=Tally.from_hash(_pairs(window)),
+            backlog=[(q.decode(), int(n)) for q, n in _pairs(backlog).items()],
+        )
+
+    async def snapshots(self, queues: list[str], window: BucketRange, *, counts_only: bool = False
+                        ) -> list[QueueSnapshot]:
+        """Totals, gauges and the window sum of each queue (``counts_only``: of the totals, only the
+        event counts)."""
+        per_queue = 3 + window.reads
+        chunk = max(1, CHUNK_READS // per_queue)
+        calls, order = [], []
+        for p, names in self._by_partition(queues).items():
+            for i in range(0, len(names), chunk):
+                part = names[i : i + chunk]
+                keys = [self.keys.queues(p), self.keys.watermark(p)]
+                for q in part:
+                    plain, minutes = self._bucket_keys(p, window, q)
+                    keys += [self.keys.totals(p, q), self.keys.pending(p, q), self.keys.running(p, q), *plain,
+                             *minutes]
+                calls.append((keys, [len(window.starts), len(window.minutes), "1" if counts_only else "0",
+                                     *window.minutes, *part]))
+                order.append(part)
+        replies = await self._eval(_QUEUES, calls) if calls else []
+
+        def parse() -> list[QueueSnapshot]:
+            found = {q: _snapshot(q, r) for names, reply in zip(order, replies, strict=True)
+                     for q, r in zip(names, reply, strict=True)}
+            return [found[q] for q in queues]
+
+        return await _offload(len(queues) * per_queue, parse)
+
+    async def range_sums(self, ranges: list[BucketRange], queues: list[str] | None, now_s: float) -> list[Tally]:
+        """One tally per range: its buckets summed over all queues, or over ``queues``."""
+        sources = {p: [None] for p in range(self.partitions)} if queues is None else self._by_partition(queues)
+        sums = await self._range_sums(ranges, sources)
+        oldest_candidate = min((m for r in ranges for m in r.minutes), default=None)
+        behind = [r for r in sums[1] if r is not None]
+        if oldest_candidate is not None and behind and min(behind) < oldest_candidate:
+            # a partition's roll-up is further behind than the usual few minutes: name its minutes too
+            lookback = int(now_s) - min(behind) + 60
+            ranges = [bucket_range(r.gran, r.starts, now_s, lookback) for r in ranges]
+            sums = await self._range_sums(ranges, sources)
+        return sums[0]
+
+    async def _range_sums(self, ranges: list[BucketRange], sources: dict[int, list[Any]]
+                          ) -> tuple[list[Tally], list[int | None]]:
+        # groups of (range, some of a partition's sources), packed into calls of ~CHUNK_READS reads
+        calls: list[tuple[list[str], list[Any]]] = []
+        targets: list[list[int]] = []  # per call, the range of each group it sums
+        for p, names in sources.items():
+            keys: list[str] = [self.keys.watermark(p)]
+            args: list[Any] = []
+            into: list[int] = []
+            for i, r in enumerate(ranges):
+                per_source = max(1, r.reads)
+                step = max(1, CHUNK_READS // per_source)
+                for j in range(0, len(names), step):
+                    some = names[j : j + step]
+                    plain_all, minutes_all = [], []
+                    for q in some:
+                        plain, minutes = self._bucket_keys(p, r, q)
+                        plain_all += plain
+                        minutes_all += minutes
+                    keys += plain_all + minutes_all
+                    args += [len(plain_all), len(minutes_all), *(r.minutes * len(some))]
+                    into.append(i)
+                    if len(keys) > CHUNK_READS:
+                        calls.append((keys, args))
+                        targets.append(into)
+                        keys, args, into = [self.keys.watermark(p)], [], []
+            if into:
+                calls.append((keys, args))
+                targets.append(into)
+        replies = await self._eval(_RANGE_SUMS, calls) if calls else []
+        reads = sum(len(k) for k, _ in calls)
+
+        def parse() -> list[Tally]:
+            out = [Tally() for _ in ranges]
+            for into, reply in zip(targets, replies, strict=True):
+                for i, flat in zip(into, reply[1:], strict=True):
+                    out[i].merge(Tally.from_hash(_pairs(flat)))
+            return out
+
+        rolled = [int(r[0]) if r[0] else None for r in replies]
+        return await _offload(reads, parse), rolled
+
+    async def first_data_ms(self) -> int | None:
+        """Event time of the first data the store holds (None when empty)."""
         pipe = self.client.pipeline(transaction=False)
-        sources: list[tuple[int, str | None]]
-        if queues is None:
-            sources = [(p, None) for p in range(self.partitions)]
-        else:
-            sources = [(self.partition(q), q) for q in queues]
-        for start in starts:
-            for p, q in sources:
-                pipe.hgetall(self.keys.bucket(p, gran, start, q))
-        results = await self._run(pipe)
-        n = len(sources)
-        return [merged(Tally.from_hash(r) for r in results[i * n : (i + 1) * n]) for i in range(len(starts))]
+        for p in range(self.partitions):
+            pipe.hget(self.keys.summary(p), "first_ms")
+        return min((int(v) for v in await self._run(pipe) if v), default=None)
+
+    async def queues_pending(self, queues: list[str]) -> dict[str, int]:
+        """Pending jobs now of each of ``queues`` (a few: the queues health looks at by name)."""
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            pipe.zcard(self.keys.pending(self.partition(q), q))
+        return {q: int(n) for q, n in zip(queues, await self._run(pipe), strict=True)}
 
     async def error_signatures(self, hours: list[int], queues: list[str] | None) -> list[ErrorSignature]:
         """Error signatures seen in the given hours, restricted to ``queues`` if given."""
@@ -268,22 +428,7 @@ class StatsStore:
         pipe = self.client.pipeline(transaction=False)
         for p in range(self.partitions):
             pipe.hgetall(self.keys.workers(p))
-        out = []
-        for raw in await self._run(pipe):
-            for worker_id, body in raw.items():
-                rec = orjson.loads(body)
-                out.append(
-                    Worker(
-                        worker_id=worker_id.decode(),
-                        queues=rec["queues"],
-                        concurrency=rec["concurrency"],
-                        busy=rec["busy"],
-                        interval_s=rec["interval_s"],
-                        dropped=rec["dropped"],
-                        seen_ms=rec["seen_ms"],
-                    )
-                )
-        return out
+        return [w for raw in await self._run(pipe) for w in _workers(raw)]
 
     async def partitions_status(self) -> list[PartitionStatus]:
         """Watermark, counters, stream tail and owner of every partition."""
@@ -298,14 +443,7 @@ class StatsStore:
         out = []
         for p in range(self.partitions):
             wm, newest, length, dl_length, lease = results[p * 5 : (p + 1) * 5]
-            status = PartitionStatus(partition=p, stream_length=int(length), deadletter_length=int(dl_length))
-            for name in ("consumed", "events", "duplicates", "dead_letters", "clamped", "lost"):
-                setattr(status, name, int(wm.get(name.encode(), 0)))
-            status.watermark_ms = _ms(wm.get(b"id"))
-            status.applied_ms = int(wm[b"applied_ms"]) if b"applied_ms" in wm else None
-            status.newest_entry_ms = _ms(newest[0][0]) if newest else None
-            status.owner = bytes(lease).decode().rsplit(":", 1)[0] if lease else None
-            out.append(status)
+            out.append(_status(p, wm, newest[0][0] if newest else None, length, dl_length, lease))
         return out
 
     async def aggregator_usage(self) -> tuple[float | None, float | None]:

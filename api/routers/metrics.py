@@ -6,13 +6,14 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from api.deps import ReporterDep
-from api.metrics import exposition
+from api.deps import StateDep, StoreDep
+from api.metrics import collect, exposition
 
 router = APIRouter(tags=["metrics"])
 
 
 @router.get("/metrics", response_class=Response)
-async def metrics(reporter: ReporterDep) -> Response:
+async def metrics(state: StateDep, store: StoreDep) -> Response:
     """Prometheus metrics: job counters, gauges and latency histograms by queue."""
-    return Response(exposition(await reporter.metrics()), media_type=CONTENT_TYPE_LATEST)
+    families = await collect(store, int(state.clock() * 1000))
+    return Response(exposition(families), media_type=CONTENT_TYPE_LATEST)

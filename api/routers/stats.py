@@ -6,14 +6,15 @@ import redis
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from api.deps import QueryDep, QueuesDep, ReporterDep, SettingsDep
-from api.envelope import BAD_PARAMETER, error_doc, ok
-from api.health import HealthInputs, evaluate
+from api.deps import QueryDep, QueuesDep, ReporterDep
+from api.envelope import BAD_PARAMETER, error_doc, ok, redis_problem
+from api.health import unreachable
 from api.models import ApiResponse, DetailedStats, HourlyTrend, SystemHealth, SystemOverview
 from api.report import utc
 
 router = APIRouter(prefix="/api/stats", tags=["stats"],
-                   responses={422: BAD_PARAMETER, 503: error_doc("Redis is unreachable.")})
+                   responses={422: BAD_PARAMETER, 503: error_doc("Redis is unreachable."),
+                              504: error_doc("Redis did not answer in time.")})
 
 
 @router.get("/overview", response_model=ApiResponse[SystemOverview])
@@ -31,14 +32,14 @@ async def detailed(reporter: ReporterDep, query: QueryDep) -> Response:
 @router.get("/trends", response_model=ApiResponse[list[HourlyTrend]])
 async def trends(reporter: ReporterDep, query: QueryDep) -> Response:
     """One trend point per bucket of the range at the requested granularity."""
+    reporter.check_trends(query)
     return ok(await reporter.trends(query))
 
 
 @router.get("/health", response_model=ApiResponse[SystemHealth])
-async def health(reporter: ReporterDep, settings: SettingsDep, queues: QueuesDep) -> Response:
-    """Health status and alerts; Redis down is reported here, not raised."""
+async def health(reporter: ReporterDep, queues: QueuesDep) -> Response:
+    """Health status and alerts; Redis down (or too slow) is reported here, not raised."""
     try:
         return ok(await reporter.health(queues))
-    except (redis.RedisError, OSError):
-        down = HealthInputs(False, 0.0, 0.0, [], [], [], int(reporter.now_s * 1000))
-        return ok(evaluate(down, settings, utc(reporter.now_s)))
+    except (redis.RedisError, OSError) as exc:
+        return ok(unreachable(utc(reporter.now_s), redis_problem(exc)))

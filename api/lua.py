@@ -1,0 +1,131 @@
+"""The read side's Lua scripts: sums computed next to the data, one call per partition.
+
+Every script is read-only and touches keys of one partition only (one hash
+slot), so it runs on Redis Cluster too. Key names come from
+:mod:`aggregator.keys` through KEYS (or, for per-queue gauges looked up by
+name, a key prefix passed in ARGV). A script answers with plain Redis
+arrays of bulk strings and integers: hiredis parses them in C, cheaper than
+JSON for the API's event loop.
+
+Summing rules (a bucket or totals hash, see ``aggregator.fold``): ``*_max``
+and ``last_ms`` take the maximum, ``first_ms`` the minimum, every other field
+adds. The result of a sum is a flat ``field, value, field, value, …`` array.
+"""
+
+from __future__ import annotations
+
+# Helpers every script below starts with.
+#
+# Hour and day buckets hold the minutes before the partition's roll-up marker (``rolled`` in its
+# watermark hash; absent: every minute is rolled up). A range read from them also names the minute
+# buckets of the newest minutes ("candidates", with their minute starts in ARGV); ``add_range`` adds
+# a candidate only when its minute is not rolled up yet, so nothing is counted twice or left out.
+_LIB = """
+local unpack = unpack or table.unpack
+local KEEP_MAX = {pt_max = true, wt_max = true, last_ms = true}
+local KEEP_MIN = {first_ms = true}
+local function add_hash(acc, key)
+  local flat = redis.call('HGETALL', key)
+  for i = 1, #flat, 2 do
+    local f, v = flat[i], tonumber(flat[i + 1])
+    local old = acc[f]
+    if old == nil then acc[f] = v
+    elseif KEEP_MAX[f] then if v > old then acc[f] = v end
+    elseif KEEP_MIN[f] then if v < old then acc[f] = v end
+    else acc[f] = old + v end
+  end
+end
+local function as_flat(acc)
+  local out = {}
+  for f, v in pairs(acc) do out[#out + 1] = f; out[#out + 1] = v end
+  return out
+end
+local function rolled_of(wm)
+  local r = redis.call('HGET', wm, 'rolled')
+  if r then return tonumber(r) end
+  return math.huge
+end
+-- adds KEYS[k .. k+n-1], then of KEYS[k+n .. k+n+m-1] those whose minute start ARGV[a + j] >= rolled
+local function add_range(acc, k, n, m, a, rolled)
+  for i = k, k + n - 1 do add_hash(acc, KEYS[i]) end
+  for j = 0, m - 1 do
+    if tonumber(ARGV[a + j]) >= rolled then add_hash(acc, KEYS[k + n + j]) end
+  end
+end
+"""
+
+# RANGE_SUMS: one summed hash per group of buckets.
+# KEYS: the watermark, then per group its n buckets and m candidate minute buckets.
+# ARGV: per group n, m, then the m candidates' minute starts.
+# Reply: {rolled or false, one flat sum per group}.
+RANGE_SUMS = _LIB + """
+local rolled = rolled_of(KEYS[1])
+local out, k, a = {rolled ~= math.huge and rolled or false}, 2, 1
+while a <= #ARGV do
+  local n, m, acc = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), {}
+  add_range(acc, k, n, m, a + 2, rolled)
+  out[#out + 1] = as_flat(acc)
+  k, a = k + n + m, a + 2 + m
+end
+return out
+"""
+
+# PARTITION: one partition now, whatever the number of queues.
+# KEYS: summary, oldest-pending zset, queues set, watermark, stream, dead-letter stream, lease,
+#       workers, then the window's partition-wide buckets (n, then m candidates).
+# ARGV: backlog threshold, pending key prefix (queue name appended), number of summary fields,
+#       the fields, then n, m and the candidates' minute starts.
+# Reply: summary values, {oldest queue, score} or {}, queues seen, watermark flat, newest stream id or
+#        false, stream length, dead-letter length, lease or false, workers flat, window sum flat,
+#        {queue, pending, …} of the queues over the backlog threshold.
+PARTITION = _LIB + """
+local nf = tonumber(ARGV[3])
+local fields = {}
+for i = 4, 3 + nf do fields[#fields + 1] = ARGV[i] end
+local summary = redis.call('HMGET', KEYS[1], unpack(fields))
+for i = 1, #summary do summary[i] = summary[i] or '' end
+local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+local newest = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)
+local window = {}
+add_range(window, 9, tonumber(ARGV[4 + nf]), tonumber(ARGV[5 + nf]), 6 + nf, rolled_of(KEYS[4]))
+-- a queue can hold more than the threshold only if its whole partition does: the per-queue look is
+-- skipped in the usual case, and otherwise bounded by the queues that have pending jobs
+local backlog, threshold = {}, tonumber(ARGV[1])
+if tonumber(redis.call('HGET', KEYS[1], 'pending') or '0') > threshold then
+  for _, q in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    local n = redis.call('ZCARD', ARGV[2] .. q)
+    if n > threshold then backlog[#backlog + 1] = q; backlog[#backlog + 1] = n end
+  end
+end
+return {summary, oldest, redis.call('SCARD', KEYS[3]), redis.call('HGETALL', KEYS[4]),
+        newest[1] and newest[1][1] or false, redis.call('XLEN', KEYS[5]), redis.call('XLEN', KEYS[6]),
+        redis.call('GET', KEYS[7]) or false, redis.call('HGETALL', KEYS[8]), as_flat(window), backlog}
+"""
+
+# QUEUES: named queues of one partition.
+# KEYS: the queues set, the watermark, then per queue: totals, pending zset, running zset, its n window
+#       buckets and m candidate minute buckets.
+# ARGV: n, m, '1' for only the totals' n: counts (else every field), the m minute starts, the names.
+# Reply per queue: {seen 0/1, totals flat, pending, running, oldest pending score or false, window flat}.
+QUEUES = _LIB + """
+local n, m, counts_only = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
+local rolled = rolled_of(KEYS[2])
+local out, k = {}, 3
+for a = 4 + m, #ARGV do
+  local totals = redis.call('HGETALL', KEYS[k])
+  if counts_only then
+    local kept = {}
+    for i = 1, #totals, 2 do
+      if string.sub(totals[i], 1, 2) == 'n:' then kept[#kept + 1] = totals[i]; kept[#kept + 1] = totals[i + 1] end
+    end
+    totals = kept
+  end
+  local oldest = redis.call('ZRANGE', KEYS[k + 1], 0, 0, 'WITHSCORES')
+  local window = {}
+  add_range(window, k + 3, n, m, 4, rolled)
+  out[#out + 1] = {redis.call('SISMEMBER', KEYS[1], ARGV[a]), totals, redis.call('ZCARD', KEYS[k + 1]),
+                   redis.call('ZCARD', KEYS[k + 2]), oldest[2] or false, as_flat(window)}
+  k = k + 3 + n + m
+end
+return out
+"""
