@@ -14,6 +14,8 @@ adds. The result of a sum is a flat ``field, value, field, value, …`` array.
 
 from __future__ import annotations
 
+from aggregator.events import EventType
+
 # Helpers every script below starts with.
 #
 # Hour and day buckets hold the minutes before the partition's roll-up marker (``rolled`` in its
@@ -21,7 +23,6 @@ from __future__ import annotations
 # buckets of the newest minutes ("candidates", with their minute starts in ARGV); ``add_range`` adds
 # a candidate only when its minute is not rolled up yet, so nothing is counted twice or left out.
 _LIB = """
-local unpack = unpack or table.unpack
 local KEEP_MAX = {pt_max = true, wt_max = true, last_ms = true}
 local KEEP_MIN = {first_ms = true}
 local function add_hash(acc, key)
@@ -45,9 +46,12 @@ local function rolled_of(wm)
   if r then return tonumber(r) end
   return math.huge
 end
--- adds KEYS[k .. k+n-1], then of KEYS[k+n .. k+n+m-1] those whose minute start ARGV[a + j] >= rolled
-local function add_range(acc, k, n, m, a, rolled)
+-- adds KEYS[k .. k+n-1], then of KEYS[k+n .. k+n+m-1] those whose minute start ARGV[a + j] is not
+-- rolled up in the partition whose watermark is wm (read only when there are candidates)
+local function add_range(acc, k, n, m, a, wm)
   for i = k, k + n - 1 do add_hash(acc, KEYS[i]) end
+  if m == 0 then return end
+  local rolled = rolled_of(wm)
   for j = 0, m - 1 do
     if tonumber(ARGV[a + j]) >= rolled then add_hash(acc, KEYS[k + n + j]) end
   end
@@ -63,7 +67,7 @@ local rolled = rolled_of(KEYS[1])
 local out, k, a = {rolled ~= math.huge and rolled or false}, 2, 1
 while a <= #ARGV do
   local n, m, acc = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), {}
-  add_range(acc, k, n, m, a + 2, rolled)
+  add_range(acc, k, n, m, a + 2, KEYS[1])
   out[#out + 1] = as_flat(acc)
   k, a = k + n + m, a + 2 + m
 end
@@ -73,25 +77,24 @@ return out
 # PARTITION: one partition now, whatever the number of queues.
 # KEYS: summary, oldest-pending zset, queues set, watermark, stream, dead-letter stream, lease,
 #       workers, then the window's partition-wide buckets (n, then m candidates).
-# ARGV: backlog threshold, pending key prefix (queue name appended), number of summary fields,
-#       the fields, then n, m and the candidates' minute starts.
-# Reply: summary values, {oldest queue, score} or {}, queues seen, watermark flat, newest stream id or
-#        false, stream length, dead-letter length, lease or false, workers flat, window sum flat,
-#        {queue, pending, …} of the queues over the backlog threshold.
+# ARGV: backlog threshold, pending key prefix (queue name appended), then n, m and the candidates'
+#       minute starts.
+# Reply: summary values of SUMMARY_FIELDS ('' when absent), {oldest queue, score} or {},
+#        queues seen, watermark flat, newest stream id or false, stream length, dead-letter length,
+#        lease or false, workers flat, window sum flat, {queue, pending, …} of the queues over the backlog threshold.
+SUMMARY_FIELDS = (*(f"n:{t.value}" for t in EventType), "pending", "running", "first_ms")
+# (each redis.call costs a few µs: this script makes as few as it can, the overview runs it P times)
 PARTITION = _LIB + """
-local nf = tonumber(ARGV[3])
-local fields = {}
-for i = 4, 3 + nf do fields[#fields + 1] = ARGV[i] end
-local summary = redis.call('HMGET', KEYS[1], unpack(fields))
+local summary = redis.call('HMGET', KEYS[1], """ + ", ".join(f"'{f}'" for f in SUMMARY_FIELDS) + """)
 for i = 1, #summary do summary[i] = summary[i] or '' end
 local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local newest = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)
 local window = {}
-add_range(window, 9, tonumber(ARGV[4 + nf]), tonumber(ARGV[5 + nf]), 6 + nf, rolled_of(KEYS[4]))
+add_range(window, 9, tonumber(ARGV[3]), tonumber(ARGV[4]), 5, KEYS[4])
 -- a queue can hold more than the threshold only if its whole partition does: the per-queue look is
 -- skipped in the usual case, and otherwise bounded by the queues that have pending jobs
 local backlog, threshold = {}, tonumber(ARGV[1])
-if tonumber(redis.call('HGET', KEYS[1], 'pending') or '0') > threshold then
+if (tonumber(summary[#summary - 2]) or 0) > threshold then  -- summary: ..., pending, running, first_ms
   for _, q in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
     local n = redis.call('ZCARD', ARGV[2] .. q)
     if n > threshold then backlog[#backlog + 1] = q; backlog[#backlog + 1] = n end
@@ -109,7 +112,6 @@ return {summary, oldest, redis.call('SCARD', KEYS[3]), redis.call('HGETALL', KEY
 # Reply per queue: {seen 0/1, totals flat, pending, running, oldest pending score or false, window flat}.
 QUEUES = _LIB + """
 local n, m, counts_only = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
-local rolled = rolled_of(KEYS[2])
 local out, k = {}, 3
 for a = 4 + m, #ARGV do
   local totals = redis.call('HGETALL', KEYS[k])
@@ -122,7 +124,7 @@ for a = 4 + m, #ARGV do
   end
   local oldest = redis.call('ZRANGE', KEYS[k + 1], 0, 0, 'WITHSCORES')
   local window = {}
-  add_range(window, k + 3, n, m, 4, rolled)
+  add_range(window, k + 3, n, m, 4, KEYS[2])
   out[#out + 1] = {redis.call('SISMEMBER', KEYS[1], ARGV[a]), totals, redis.call('ZCARD', KEYS[k + 1]),
                    redis.call('ZCARD', KEYS[k + 2]), oldest[2] or false, as_flat(window)}
   k = k + 3 + n + m

@@ -10,6 +10,7 @@ of queues either (``partition_views``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,7 +22,6 @@ import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-from aggregator.events import EventType
 from aggregator.keys import Keys, partition_of
 from api import lua
 from api.stats import Tally
@@ -32,7 +32,6 @@ from api.window import BucketRange, bucket_range
 CHUNK_READS = 2000
 # Replies larger than this (hash reads) are parsed in a worker thread, off the event loop.
 OFFLOAD_READS = 1000
-SUMMARY_FIELDS = (*(f"n:{t.value}" for t in EventType), "pending", "running", "first_ms")
 T = TypeVar("T")
 
 
@@ -172,12 +171,49 @@ class _Script:
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
 
+def _resp(args: Sequence[str | int | bytes]) -> bytes:
+    """One command in the Redis protocol (RESP): a few µs, where redis-py's general packer takes tens
+    per call (measured on the overview, whose Redis work is a few script calls)."""
+    parts = [b"*%d\r\n" % len(args)]
+    for a in args:
+        raw = a if isinstance(a, bytes) else str(a).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return b"".join(parts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _partition_keys(keys: Keys, p: int) -> tuple[str, ...]:
+    """The fixed keys the PARTITION script reads, in its order."""
+    return (keys.summary(p), keys.oldest_pending(p), keys.queues(p), keys.watermark(p), keys.stream(p),
+            keys.deadletter(p), keys.lease(p), keys.workers(p))
+
+
 async def _offload(reads: int, work: Callable[[], T]) -> T:
     """Run CPU work in a thread when it is large, so other requests are not held up meanwhile."""
     return await asyncio.to_thread(work) if reads > OFFLOAD_READS else work()
 
 
 _PARTITION, _QUEUES, _RANGE_SUMS = _Script(lua.PARTITION), _Script(lua.QUEUES), _Script(lua.RANGE_SUMS)
+
+
+def _partition_calls(keys: Keys, partitions: int, window: BucketRange, threshold: int
+                     ) -> list[tuple[list[str], list[Any]]]:
+    """Keys and arguments of the PARTITION script for every partition."""
+    calls: list[tuple[list[str], list[Any]]] = []
+    for p in range(partitions):
+        plain = [keys.bucket(p, window.gran, s) for s in window.starts]
+        minutes = [keys.bucket(p, "m", m) for m in window.minutes]
+        args = [threshold, keys.pending(p, ""), len(plain), len(minutes), *window.minutes]
+        calls.append(([*_partition_keys(keys, p), *plain, *minutes], args))
+    return calls
+
+
+@functools.lru_cache(maxsize=64)
+def _packed_partition_calls(keys: Keys, partitions: int, gran: str, starts: tuple[int, ...],
+                            minutes: tuple[int, ...], threshold: int) -> bytes:
+    """The PARTITION calls of every partition, in the Redis protocol."""
+    calls = _partition_calls(keys, partitions, BucketRange(gran, list(starts), list(minutes)), threshold)
+    return b"".join(_resp(["EVALSHA", _PARTITION.sha, len(k), *k, *a]) for k, a in calls)
 
 
 class StatsStore:
@@ -204,20 +240,43 @@ class StatsStore:
     async def _eval(self, script: _Script, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
         """One script call per (keys, args): pipelined on one connection (standalone), or concurrent
         (Cluster, whose pipelines refuse scripts)."""
+        if not self._cluster:
+            packed = b"".join(_resp(["EVALSHA", script.sha, len(k), *k, *a]) for k, a in calls)
+            return await self._eval_packed(script, packed, len(calls))
         for attempt in range(2):
             try:
-                if self._cluster:
-                    return await self._timed(asyncio.gather(
-                        *(self.client.evalsha(script.sha, len(k), *k, *a) for k, a in calls)))  # type: ignore[misc, arg-type]
-                pipe = self.client.pipeline(transaction=False)
-                for k, a in calls:
-                    pipe.evalsha(script.sha, len(k), *k, *a)
-                return await self._run(pipe)
+                return await self._timed(asyncio.gather(
+                    *(self.client.evalsha(script.sha, len(k), *k, *a) for k, a in calls)))  # type: ignore[misc, arg-type]
             except NoScriptError:
                 if attempt:
                     raise
                 await self.client.script_load(script.source)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _eval_packed(self, script: _Script, packed: bytes, replies: int) -> list[Any]:
+        """Send EVALSHA calls already packed; load the script on NOSCRIPT and send them again."""
+        for attempt in range(2):
+            try:
+                return await self._timed(self._pipelined(packed, replies))
+            except NoScriptError:
+                if attempt:
+                    raise
+                await self.client.script_load(script.source)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _pipelined(self, packed: bytes, replies: int) -> list[Any]:
+        """Send packed commands on one pooled connection and read their replies (a pipeline without
+        redis-py's per-command packing)."""
+        pool = self.client.connection_pool
+        conn = await pool.get_connection("EVALSHA")
+        try:
+            await conn.send_packed_command(packed, check_health=False)
+            return [await conn.read_response() for _ in range(replies)]
+        except BaseException:
+            await conn.disconnect()  # replies may be left unread: never reuse this connection
+            raise
+        finally:
+            await pool.release(conn)
 
     def partition(self, queue: str) -> int:
         """Partition holding a queue's keys."""
@@ -246,22 +305,20 @@ class StatsStore:
     async def partition_views(self, window: BucketRange, backlog_threshold: int) -> list[PartitionView]:
         """Every partition's summary, gauges, status, workers and window sum: a fixed number of keys
         per partition, however many queues it holds."""
-        calls = []
-        for p in range(self.partitions):
-            k = self.keys
-            keys = [k.summary(p), k.oldest_pending(p), k.queues(p), k.watermark(p), k.stream(p), k.deadletter(p),
-                    k.lease(p), k.workers(p)]
-            plain, minutes = self._bucket_keys(p, window, None)
-            args = [backlog_threshold, k.pending(p, ""), len(SUMMARY_FIELDS), *SUMMARY_FIELDS,
-                    len(plain), len(minutes), *window.minutes]
-            calls.append((keys + plain + minutes, args))
-        replies = await self._eval(_PARTITION, calls)
+        if self._cluster:
+            replies = await self._eval(_PARTITION, _partition_calls(self.keys, self.partitions, window,
+                                                                    backlog_threshold))
+        else:
+            # the same bytes for every overview within a minute: packed once
+            packed = _packed_partition_calls(self.keys, self.partitions, window.gran, tuple(window.starts),
+                                             tuple(window.minutes), backlog_threshold)
+            replies = await self._eval_packed(_PARTITION, packed, self.partitions)
         return [self._view(p, r) for p, r in enumerate(replies)]
 
     def _view(self, p: int, reply: list[Any]) -> PartitionView:
         summary, oldest, seen, wm, newest, length, dl_length, lease, workers, window, backlog = reply
-        values = dict(zip(SUMMARY_FIELDS, summary, strict=True))
-        counts = {f[2:]: int(v) for f, v in values.items() if f.startswith("n:") and v}
+        values = dict(zip(lua.SUMMARY_FIELDS, summary, strict=True))
+        counts = {f[2:]: int(v) for f, v in values.items() if v and f.startswith("n:")}
         return PartitionView(
             status=_status(p, _pairs(wm), newest, length, dl_length, lease),
             counts=counts,

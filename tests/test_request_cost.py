@@ -16,6 +16,7 @@ from aggregator.consumer import Aggregator
 from aggregator.keys import Keys
 from aggregator.settings import Settings
 from api.main import create_app
+from api.store import StatsStore
 from tests.workload import build, publish
 
 ROUTES = ["/api/stats/overview", "/api/stats/detailed", "/api/stats/trends", "/api/stats/health"]
@@ -23,7 +24,7 @@ ROUTES = ["/api/stats/overview", "/api/stats/detailed", "/api/stats/trends", "/a
 
 def _count_commands(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     counts: Counter[str] = Counter()
-    plain, piped = aclient.Redis.execute_command, aclient.Pipeline.execute
+    plain, piped, packed = aclient.Redis.execute_command, aclient.Pipeline.execute, StatsStore._pipelined
 
     async def execute_command(self: Any, *args: Any, **kw: Any) -> Any:
         counts["commands"] += 1
@@ -33,8 +34,13 @@ def _count_commands(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
         counts["commands"] += len(self.command_stack)
         return await piped(self, *args, **kw)
 
+    async def pipelined(self: Any, commands: bytes, replies: int) -> Any:
+        counts["commands"] += replies
+        return await packed(self, commands, replies)
+
     monkeypatch.setattr(aclient.Redis, "execute_command", execute_command)
     monkeypatch.setattr(aclient.Pipeline, "execute", execute)
+    monkeypatch.setattr(StatsStore, "_pipelined", pipelined)
     return counts
 
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import redis
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api.deps import QueryDep, QueuesDep, ReporterDep
+from api.deps import QUEUES_HELP, QueryDep, QueuesDep, ReporterDep
 from api.envelope import BAD_PARAMETER, error_doc, ok, redis_problem
 from api.health import unreachable
 from api.models import ApiResponse, DetailedStats, HourlyTrend, SystemHealth, SystemOverview
+from api.query import parse_queues
 from api.report import utc
 
 router = APIRouter(prefix="/api/stats", tags=["stats"],
@@ -18,9 +21,12 @@ router = APIRouter(prefix="/api/stats", tags=["stats"],
 
 
 @router.get("/overview", response_model=ApiResponse[SystemOverview])
-async def overview(reporter: ReporterDep, queues: QueuesDep) -> Response:
+async def overview(reporter: ReporterDep,
+                   queues: Annotated[list[str] | None, Query(description=QUEUES_HELP)] = None) -> Response:
     """System overview: totals, gauges, windowed rates and health."""
-    return ok(await reporter.overview(queues))
+    # queues parsed here, not by a dependency: this is the route polled most, and each dependency
+    # level costs it measurably
+    return ok(await reporter.overview(parse_queues(queues)))
 
 
 @router.get("/detailed", response_model=ApiResponse[DetailedStats])

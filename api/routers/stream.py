@@ -10,7 +10,7 @@ import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.deps import QueuesDep, StateDep, get_store
+from api.deps import QueuesDep, StateDep, new_store
 from api.envelope import BAD_PARAMETER, error_doc, failure, redis_problem
 from api.report import Reporter
 
@@ -35,7 +35,7 @@ async def stream(request: Request, state: StateDep, queues: QueuesDep) -> Respon
         try:
             yield b"retry: 2000\n\n"  # how long a browser waits before reconnecting
             while not await request.is_disconnected():
-                reporter = Reporter(await get_store(state), settings, state.started_s, state.clock())
+                reporter = Reporter(await new_store(state), settings, state.started_s, state.clock())
                 try:
                     overview = await reporter.overview(queues)
                 except (redis.RedisError, OSError) as exc:
