@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import inspect
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio
+from redis.asyncio import ConnectionPool
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
@@ -33,6 +35,8 @@ CHUNK_READS = 2000
 # Replies larger than this (hash reads) are parsed in a worker thread, off the event loop.
 OFFLOAD_READS = 1000
 T = TypeVar("T")
+# redis-py >= 5.3 deprecates naming the command when taking a pooled connection; 5.0-5.2 require it
+_POOL_TAKES_NO_ARGS = inspect.signature(ConnectionPool.get_connection).parameters["command_name"].default is None
 
 
 @dataclass
@@ -268,7 +272,7 @@ class StatsStore:
         """Send packed commands on one pooled connection and read their replies (a pipeline without
         redis-py's per-command packing)."""
         pool = self.client.connection_pool
-        conn = await pool.get_connection("EVALSHA")
+        conn = await (pool.get_connection() if _POOL_TAKES_NO_ARGS else pool.get_connection("EVALSHA"))
         try:
             await conn.send_packed_command(packed, check_health=False)
             return [await conn.read_response() for _ in range(replies)]
