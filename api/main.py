@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,6 +23,7 @@ from api.state import AppState, PartitionCount, StreamSlots
 # A reply later than this is a timeout (reported as such, never as Redis being down). Requests are
 # bounded (api/limits.py) and their Redis work chunked, so a healthy Redis answers far sooner.
 REDIS_TIMEOUT_S = 5.0
+GIL_SWITCH_S = 0.001
 
 
 def create_app(settings: Settings, target: RedisTarget | None = None,
@@ -37,6 +39,9 @@ def create_app(settings: Settings, target: RedisTarget | None = None,
         state.redis_client = client
         state.partitions = PartitionCount(client, state.keys, settings.partitions)
         truncate_access_log()
+        # Large responses are built in worker threads; a thread holding the GIL gives it back to the
+        # event loop after this long (default 5 ms), so other requests are not held up behind it.
+        sys.setswitchinterval(GIL_SWITCH_S)
         yield
         await client.aclose()
 

@@ -34,7 +34,8 @@ async def collect(store: StatsStore, now_ms: int) -> list[Metric]:
     snaps, workers, parts = await asyncio.gather(
         store.snapshots(names, BucketRange("m", [], [])), store.workers(), store.partitions_status()
     )
-    return families(snaps, parts, workers, now_ms)
+    # one family entry per queue and histogram bucket: built off the event loop
+    return await asyncio.to_thread(families, snaps, parts, workers, now_ms)
 
 
 def families(

@@ -27,6 +27,9 @@ from api.store import PartitionStatus, QueueSnapshot, StatsStore, Worker
 from api.window import BucketRange, Window, bucket_range, point_span_s, rate_window, retained
 
 MAX_ERROR_PATTERNS = 100
+# Responses with more queues or trend points than these are built (and serialised) in a worker thread.
+OFFLOAD_QUEUES = 50
+OFFLOAD_POINTS = 200
 
 
 def utc(ts_s: float) -> datetime:
@@ -220,22 +223,24 @@ class Reporter:
         outer, ranges = self._trend_ranges(query)
         sums, first_ms = await asyncio.gather(self.store.range_sums(ranges, query.queues, self.now_s),
                                               self.store.first_data_ms())
-        out = []
-        for start, t in zip(outer, sums, strict=True):
-            end = start + query.step_s
-            out.append(
+
+        def build() -> list[HourlyTrend]:
+            return [
                 HourlyTrend(
                     hour=utc(start),
                     completed=t.count("completed"),
                     failed=t.failures,
-                    throughput=stats.per_minute(t.outcomes, point_span_s(start, end, self.now_s, first_ms)),
+                    throughput=stats.per_minute(
+                        t.outcomes, point_span_s(start, start + query.step_s, self.now_s, first_ms)),
                     avg_processing_time_ms=stats.avg_processing_ms(t),
                     error_rate=stats.error_rate(t),
                     enqueued=t.count("enqueued"),
                     processing_time_ms=latency(t.processing),
                 )
-            )
-        return out
+                for start, t in zip(outer, sums, strict=True)
+            ]
+
+        return await asyncio.to_thread(build) if len(outer) > OFFLOAD_POINTS else build()
 
     def _error_hours(self, query: StatsQuery) -> list[int]:
         hours = bucket_starts(query.start_s, query.end_s, 3600)
@@ -282,22 +287,28 @@ class Reporter:
             self.store.aggregator_usage(),
         )
         window = window.clamped(now.first_ms)
-        overview = self._overview(now, window)
-        active = [w for w in now.workers if rules.is_active(w, self.now_ms)]
-        capacity = sum(w.concurrency for w in active)
-        perf = PerformanceMetrics(
-            database_response_time_ms=self.store.redis_time_s * 1000,
-            average_queue_depth=overview.pending_jobs / len(snaps) if snaps else 0.0,
-            jobs_per_second=now.window_tally.outcomes / window.span_s,
-            memory_usage_mb=memory_mb,
-            cpu_usage_percent=cpu_pct,
-            active_workers=len(active),
-            worker_utilization=sum(w.busy for w in active) / capacity if capacity else 0.0,
-        )
-        return DetailedStats(
-            overview=overview,
-            queue_stats=[self.queue_stats(s, window) for s in snaps],
-            hourly_trends=trends,
-            error_patterns=patterns,
-            performance_metrics=perf,
-        )
+        redis_ms = self.store.redis_time_s * 1000
+
+        def build() -> DetailedStats:
+            overview = self._overview(now, window)
+            active = [w for w in now.workers if rules.is_active(w, self.now_ms)]
+            capacity = sum(w.concurrency for w in active)
+            perf = PerformanceMetrics(
+                database_response_time_ms=redis_ms,
+                average_queue_depth=overview.pending_jobs / len(snaps) if snaps else 0.0,
+                jobs_per_second=now.window_tally.outcomes / window.span_s,
+                memory_usage_mb=memory_mb,
+                cpu_usage_percent=cpu_pct,
+                active_workers=len(active),
+                worker_utilization=sum(w.busy for w in active) / capacity if capacity else 0.0,
+            )
+            return DetailedStats(
+                overview=overview,
+                queue_stats=[self.queue_stats(s, window) for s in snaps],
+                hourly_trends=trends,
+                error_patterns=patterns,
+                performance_metrics=perf,
+            )
+
+        # one model per queue: with many queues, built off the event loop
+        return await asyncio.to_thread(build) if len(snaps) > OFFLOAD_QUEUES else build()

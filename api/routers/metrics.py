@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -16,4 +18,5 @@ router = APIRouter(tags=["metrics"])
 async def metrics(state: StateDep, store: StoreDep) -> Response:
     """Prometheus metrics: job counters, gauges and latency histograms by queue."""
     families = await collect(store, int(state.clock() * 1000))
-    return Response(exposition(families), media_type=CONTENT_TYPE_LATEST)
+    # the text of every queue's counters and histograms: rendered off the event loop
+    return Response(await asyncio.to_thread(exposition, families), media_type=CONTENT_TYPE_LATEST)

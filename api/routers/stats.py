@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import redis
@@ -13,7 +14,7 @@ from api.envelope import BAD_PARAMETER, error_doc, ok, redis_problem
 from api.health import unreachable
 from api.models import ApiResponse, DetailedStats, HourlyTrend, SystemHealth, SystemOverview
 from api.query import parse_queues
-from api.report import utc
+from api.report import OFFLOAD_POINTS, OFFLOAD_QUEUES, utc
 
 router = APIRouter(prefix="/api/stats", tags=["stats"],
                    responses={422: BAD_PARAMETER, 503: error_doc("Redis is unreachable."),
@@ -32,14 +33,17 @@ async def overview(reporter: ReporterDep,
 @router.get("/detailed", response_model=ApiResponse[DetailedStats])
 async def detailed(reporter: ReporterDep, query: QueryDep) -> Response:
     """Overview plus per-queue stats, trends, error patterns and performance."""
-    return ok(await reporter.detailed(query))
+    result = await reporter.detailed(query)
+    # serialising one entry per queue: off the event loop when there are many
+    return await asyncio.to_thread(ok, result) if len(result.queue_stats) > OFFLOAD_QUEUES else ok(result)
 
 
 @router.get("/trends", response_model=ApiResponse[list[HourlyTrend]])
 async def trends(reporter: ReporterDep, query: QueryDep) -> Response:
     """One trend point per bucket of the range at the requested granularity."""
     reporter.check_trends(query)
-    return ok(await reporter.trends(query))
+    points = await reporter.trends(query)
+    return await asyncio.to_thread(ok, points) if len(points) > OFFLOAD_POINTS else ok(points)
 
 
 @router.get("/health", response_model=ApiResponse[SystemHealth])
