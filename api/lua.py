@@ -56,6 +56,13 @@ local function add_range(acc, k, n, m, a, wm)
     if tonumber(ARGV[a + j]) >= rolled then add_hash(acc, KEYS[k + n + j]) end
   end
 end
+-- the flat sum of such a range; a lone bucket is returned as it is stored (no Lua-side copy)
+local function range_flat(k, n, m, a, wm)
+  if n == 1 and m == 0 then return redis.call('HGETALL', KEYS[k]) end
+  local acc = {}
+  add_range(acc, k, n, m, a, wm)
+  return as_flat(acc)
+end
 """
 
 # RANGE_SUMS: one summed hash per group of buckets.
@@ -66,9 +73,8 @@ RANGE_SUMS = _LIB + """
 local rolled = rolled_of(KEYS[1])
 local out, k, a = {rolled ~= math.huge and rolled or false}, 2, 1
 while a <= #ARGV do
-  local n, m, acc = tonumber(ARGV[a]), tonumber(ARGV[a + 1]), {}
-  add_range(acc, k, n, m, a + 2, KEYS[1])
-  out[#out + 1] = as_flat(acc)
+  local n, m = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  out[#out + 1] = range_flat(k, n, m, a + 2, KEYS[1])
   k, a = k + n + m, a + 2 + m
 end
 return out
@@ -108,7 +114,8 @@ return {summary, oldest, redis.call('SCARD', KEYS[3]), redis.call('HGETALL', KEY
 # QUEUES: named queues of one partition.
 # KEYS: the queues set, the watermark, then per queue: totals, pending zset, running zset, its n window
 #       buckets and m candidate minute buckets.
-# ARGV: n, m, '1' for only the totals' n: counts (else every field), the m minute starts, the names.
+# ARGV: n, m, '1' for the overview (only the totals' n: counts, and whether the queue was ever seen)
+#       else '0' (every field; seen not looked up, given as 1), the m minute starts, the names.
 # Reply per queue: {seen 0/1, totals flat, pending, running, oldest pending score or false, window flat}.
 QUEUES = _LIB + """
 local n, m, counts_only = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
@@ -123,10 +130,9 @@ for a = 4 + m, #ARGV do
     totals = kept
   end
   local oldest = redis.call('ZRANGE', KEYS[k + 1], 0, 0, 'WITHSCORES')
-  local window = {}
-  add_range(window, k + 3, n, m, 4, KEYS[2])
-  out[#out + 1] = {redis.call('SISMEMBER', KEYS[1], ARGV[a]), totals, redis.call('ZCARD', KEYS[k + 1]),
-                   redis.call('ZCARD', KEYS[k + 2]), oldest[2] or false, as_flat(window)}
+  local seen = counts_only and redis.call('SISMEMBER', KEYS[1], ARGV[a]) or 1
+  out[#out + 1] = {seen, totals, redis.call('ZCARD', KEYS[k + 1]), redis.call('ZCARD', KEYS[k + 2]),
+                   oldest[2] or false, range_flat(k + 3, n, m, 4, KEYS[2])}
   k = k + 3 + n + m
 end
 return out

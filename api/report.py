@@ -39,7 +39,8 @@ def utc(ts_s: float) -> datetime:
 
 def latency(bins: dict[int, int]) -> Latency:
     """Sketch percentiles as a response model."""
-    return Latency(**stats.percentiles(bins))
+    p = stats.percentiles(bins)
+    return Latency.model_construct(p50=p["p50"], p95=p["p95"], p99=p["p99"])
 
 
 def retention(settings: Settings) -> dict[str, int]:
@@ -182,7 +183,8 @@ class Reporter:
     def queue_stats(self, snap: QueueSnapshot, window: Window) -> QueueStats:
         """QueueStats of one snapshot."""
         t, w = snap.totals, snap.window
-        return QueueStats(
+        # built without validation (one per queue; the fields are typed here), serialised as any model
+        return QueueStats.model_construct(
             name=snap.name,
             pending=snap.pending,
             running=snap.running,
@@ -226,7 +228,7 @@ class Reporter:
 
         def build() -> list[HourlyTrend]:
             return [
-                HourlyTrend(
+                HourlyTrend.model_construct(
                     hour=utc(start),
                     completed=t.count("completed"),
                     failed=t.failures,

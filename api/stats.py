@@ -44,12 +44,33 @@ class Tally:
     job_types: dict[str, dict[str, int]] = field(default_factory=dict)  # totals only: job type -> event type -> n
 
     @classmethod
-    def from_hash(cls, raw: Mapping[bytes, bytes]) -> Tally:
-        """Parse one bucket (or totals) hash as returned by HGETALL."""
-        t = cls()
-        for k, v in raw.items():
-            t._add_field(k.decode(), int(v))
-        return t
+    def from_hash(cls, raw: Mapping[bytes, bytes | int]) -> Tally:
+        """Parse one bucket (or totals) hash as returned by HGETALL (or a read script's sum)."""
+        return cls().add_flat(list(raw.items()))
+
+    def add_flat(self, pairs: Iterable[tuple[bytes, bytes | int]]) -> Tally:
+        """Add the fields of a hash (as ``(field, value)`` pairs) into this tally (in place); return it."""
+        # this loop runs per stored field of every hash a request reads: the common prefixes are
+        # dispatched inline, the rest (sums, maxima) by _add_field
+        bins_of = {"ps:": self.processing, "ws:": self.wait, "ph:": self.processing_hist, "wh:": self.wait_hist}
+        counts, priorities = self.counts, self.priorities
+        for kb, vb in pairs:
+            k, v = kb.decode(), int(vb)
+            bins = bins_of.get(k[:3])
+            if bins is not None:
+                i = int(k[3:])
+                bins[i] = bins.get(i, 0) + v
+                continue
+            two = k[:2]
+            if two == "n:":
+                name = k[2:]
+                counts[name] = counts.get(name, 0) + v
+            elif two == "p:":
+                name = k[2:]
+                priorities[name] = priorities.get(name, 0) + v
+            else:
+                self._add_field(k, v)
+        return self
 
     @classmethod
     def from_fields(cls, raw: Mapping[str, str]) -> Tally:
@@ -152,6 +173,8 @@ def per_minute(count: int, span_s: float) -> float:
 
 def percentiles(bins: Mapping[int, int]) -> dict[str, float | None]:
     """p50, p95 and p99 of a sketch (None when it is empty)."""
+    if not bins:
+        return {"p50": None, "p95": None, "p99": None}
     return {f"p{round(q * 100)}": sketch.quantile(bins, q) for q in (0.5, 0.95, 0.99)}
 
 

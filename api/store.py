@@ -163,8 +163,8 @@ def _snapshot(name: str, reply: list[Any]) -> QueueSnapshot:
     first, last = raw.pop(b"first_ms", None), raw.pop(b"last_ms", None)
     return QueueSnapshot(name=name, totals=Tally.from_hash(raw), pending=int(pending), running=int(running),
                          oldest_pending_ms=int(float(oldest)) if oldest else None,
-                         window=Tally.from_hash(_pairs(window)), first_ms=_int_or_none(first),
-                         last_ms=_int_or_none(last), seen=bool(seen))
+                         window=Tally().add_flat(zip(window[::2], window[1::2], strict=True)),
+                         first_ms=_int_or_none(first), last_ms=_int_or_none(last), seen=bool(seen))
 
 
 class _Script:
@@ -412,11 +412,23 @@ class StatsStore:
             out = [Tally() for _ in ranges]
             for into, reply in zip(targets, replies, strict=True):
                 for i, flat in zip(into, reply[1:], strict=True):
-                    out[i].merge(Tally.from_hash(_pairs(flat)))
+                    out[i].add_flat(zip(flat[::2], flat[1::2], strict=True))
             return out
 
         rolled = [int(r[0]) if r[0] else None for r in replies]
         return await _offload(reads, parse), rolled
+
+    async def _hgetall_many(self, keys: list[str]) -> list[dict[bytes, bytes]]:
+        """HGETALL of each key, pipelined (packed by hand on a standalone Redis: cheaper per key)."""
+        if self._cluster:
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hgetall(key)
+            return await self._run(pipe)
+        if not keys:
+            return []
+        packed = b"".join(_resp(["HGETALL", key]) for key in keys)
+        return [_pairs(flat) for flat in await self._timed(self._pipelined(packed, len(keys)))]
 
     async def first_data_ms(self) -> int | None:
         """Event time of the first data the store holds (None when empty)."""
@@ -434,13 +446,11 @@ class StatsStore:
 
     async def error_signatures(self, hours: list[int], queues: list[str] | None) -> list[ErrorSignature]:
         """Error signatures seen in the given hours, restricted to ``queues`` if given."""
-        pipe = self.client.pipeline(transaction=False)
-        for hour in hours:
-            for p in range(self.partitions):
-                pipe.hgetall(self.keys.errors(p, hour))
+        replies = await self._hgetall_many([self.keys.errors(p, hour) for hour in hours
+                                            for p in range(self.partitions)])
         found: dict[tuple[int, str], ErrorSignature] = {}
         wanted = set(queues) if queues is not None else None
-        for i, raw in enumerate(await self._run(pipe)):
+        for i, raw in enumerate(replies):
             p = i % self.partitions
             per_queue: dict[str, dict[str, int]] = {}
             bounds: dict[str, dict[str, int]] = {}
