@@ -1,4 +1,4 @@
-"""Health rules (DESIGN.md): small pure functions from figures to alerts, applied in turn."""
+"""Health rules (docs/definitions.md, "health"): small pure functions from figures to alerts, applied in turn."""
 
 from __future__ import annotations
 

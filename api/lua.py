@@ -14,6 +14,7 @@ adds. The result of a sum is a flat ``field, value, field, value, …`` array.
 
 from __future__ import annotations
 
+from aggregator import schema
 from aggregator.events import EventType
 
 # Helpers every script below starts with.
@@ -23,8 +24,8 @@ from aggregator.events import EventType
 # buckets of the newest minutes ("candidates", with their minute starts in ARGV); ``add_range`` adds
 # a candidate only when its minute is not rolled up yet, so nothing is counted twice or left out.
 _LIB = """
-local KEEP_MAX = {pt_max = true, wt_max = true, last_ms = true}
-local KEEP_MIN = {first_ms = true}
+local KEEP_MAX = {""" + ", ".join(f"{f} = true" for f in sorted({*schema.MAX_FIELDS, schema.LAST_MS})) + """}
+local KEEP_MIN = {""" + f"{schema.FIRST_MS} = true" + """}
 local function add_hash(acc, key)
   local flat = redis.call('HGETALL', key)
   for i = 1, #flat, 2 do
@@ -42,7 +43,7 @@ local function as_flat(acc)
   return out
 end
 local function rolled_of(wm)
-  local r = redis.call('HGET', wm, 'rolled')
+  local r = redis.call('HGET', wm, '""" + schema.WM_ROLLED + """')
   if r then return tonumber(r) end
   return math.huge
 end
@@ -88,7 +89,7 @@ return out
 # Reply: summary values of SUMMARY_FIELDS ('' when absent), {oldest queue, score} or {},
 #        queues seen, watermark flat, newest stream id or false, stream length, dead-letter length,
 #        lease or false, workers flat, window sum flat, {queue, pending, …} of the queues over the backlog threshold.
-SUMMARY_FIELDS = (*(f"n:{t.value}" for t in EventType), "pending", "running", "first_ms")
+SUMMARY_FIELDS = (*(schema.COUNT + t.value for t in EventType), schema.PENDING, schema.RUNNING, schema.FIRST_MS)
 # (each redis.call costs a few µs: this script makes as few as it can, the overview runs it P times)
 PARTITION = _LIB + """
 local summary = redis.call('HMGET', KEYS[1], """ + ", ".join(f"'{f}'" for f in SUMMARY_FIELDS) + """)
@@ -125,7 +126,9 @@ for a = 4 + m, #ARGV do
   if counts_only then
     local kept = {}
     for i = 1, #totals, 2 do
-      if string.sub(totals[i], 1, 2) == 'n:' then kept[#kept + 1] = totals[i]; kept[#kept + 1] = totals[i + 1] end
+      if string.sub(totals[i], 1, 2) == '""" + schema.COUNT + """' then
+        kept[#kept + 1] = totals[i]; kept[#kept + 1] = totals[i + 1]
+      end
     end
     totals = kept
   end

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from aggregator.connection import RedisTarget
 from aggregator.keys import Keys
@@ -53,6 +54,8 @@ def create_app(settings: Settings, target: RedisTarget | None = None,
     )
     app.state.jobpulse = state
     app.add_middleware(AuthMiddleware, credentials=Credentials.from_settings(settings), settings=settings)
+    if settings.trusted_proxies:  # added last, so it runs first: the lockout sees the forwarded client
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     install_error_handlers(app)
     app.include_router(stats.router)
     app.include_router(stream.router)

@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 import redis
 import redis.asyncio
 
+from aggregator.connection import store_partitions_async
 from aggregator.keys import Keys
 from aggregator.settings import Settings
 
 
 class PartitionCount:
-    """P as stored in the meta key, read once it exists; the setting until then."""
+    """P as stored in the meta key (stored by this API if it is the first component to start);
+    the setting while Redis cannot be read."""
 
     def __init__(self, client: redis.asyncio.Redis, keys: Keys, fallback: int) -> None:
         self.client, self.keys, self.fallback = client, keys, fallback
@@ -23,13 +25,17 @@ class PartitionCount:
     async def __call__(self) -> int:
         if self.known is None:
             try:
-                raw = await self.client.hget(self.keys.meta, "partitions")  # type: ignore[misc]  # redis-py 5 stubs
+                self.known = await self._stored()
             except (redis.RedisError, OSError):
                 return self.fallback
-            if raw is None:
-                return self.fallback
-            self.known = int(raw)
-        return self.known
+        return self.known if self.known is not None else self.fallback
+
+    async def _stored(self) -> int | None:
+        try:
+            return await store_partitions_async(self.client, self.keys, self.fallback)
+        except redis.exceptions.NoPermissionError:  # the read-only ACL user: read what another stored
+            raw = await self.client.hget(self.keys.meta, "partitions")  # type: ignore[misc]  # redis-py 5 stubs
+            return None if raw is None else int(raw)
 
 
 class StreamSlots:
