@@ -67,12 +67,13 @@ end
 """
 
 # RANGE_SUMS: one summed hash per group of buckets.
-# KEYS: the watermark, then per group its n buckets and m candidate minute buckets.
+# KEYS: the watermark, the summary, then per group its n buckets and m candidate minute buckets.
 # ARGV: per group n, m, then the m candidates' minute starts.
-# Reply: {rolled or false, one flat sum per group}.
+# Reply: {rolled or false, the partition's first data (ms) or false, one flat sum per group}.
 RANGE_SUMS = _LIB + """
 local rolled = rolled_of(KEYS[1])
-local out, k, a = {rolled ~= math.huge and rolled or false}, 2, 1
+local first = redis.call('HGET', KEYS[2], '""" + schema.FIRST_MS + """')
+local out, k, a = {rolled ~= math.huge and rolled or false, first}, 3, 1
 while a <= #ARGV do
   local n, m = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   out[#out + 1] = range_flat(k, n, m, a + 2, KEYS[1])

@@ -224,8 +224,7 @@ class Reporter:
         """One HourlyTrend per bucket of the range; empty buckets are zeros; the bucket holding now counts
         only its elapsed part."""
         outer, ranges = self._trend_ranges(query)
-        sums, first_ms = await asyncio.gather(self.store.range_sums(ranges, query.queues, self.now_s),
-                                              self.store.first_data_ms())
+        sums, first_ms = await self.store.range_sums(ranges, query.queues, self.now_s)
 
         def build() -> list[HourlyTrend]:
             return [

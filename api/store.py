@@ -365,26 +365,31 @@ class StatsStore:
 
         return await _offload(len(queues) * per_queue, parse)
 
-    async def range_sums(self, ranges: list[BucketRange], queues: list[str] | None, now_s: float) -> list[Tally]:
-        """One tally per range: its buckets summed over all queues, or over ``queues``."""
+    async def range_sums(self, ranges: list[BucketRange], queues: list[str] | None, now_s: float
+                         ) -> tuple[list[Tally], int | None]:
+        """One tally per range: its buckets summed over all queues, or over ``queues``; and the event
+        time of the first data the partitions read hold."""
         sources = {p: [None] for p in range(self.partitions)} if queues is None else self._by_partition(queues)
-        sums = await self._range_sums(ranges, sources)
+        sums, rolled, first = await self._range_sums(ranges, sources)
         oldest_candidate = min((m for r in ranges for m in r.minutes), default=None)
-        behind = [r for r in sums[1] if r is not None]
+        behind = [r for r in rolled if r is not None]
         if oldest_candidate is not None and behind and min(behind) < oldest_candidate:
             # a partition's roll-up is further behind than the usual few minutes: name its minutes too
             lookback = int(now_s) - min(behind) + 60
             ranges = [bucket_range(r.gran, r.starts, now_s, lookback) for r in ranges]
-            sums = await self._range_sums(ranges, sources)
-        return sums[0]
+            sums, rolled, first = await self._range_sums(ranges, sources)
+        if len(sources) < self.partitions:  # the store's first data may be in a partition not read
+            first = await self.first_data_ms()
+        return sums, first
 
     async def _range_sums(self, ranges: list[BucketRange], sources: dict[int, list[Any]]
-                          ) -> tuple[list[Tally], list[int | None]]:
+                          ) -> tuple[list[Tally], list[int | None], int | None]:
         # groups of (range, some of a partition's sources), packed into calls of ~CHUNK_READS reads
         calls: list[tuple[list[str], list[Any]]] = []
         targets: list[list[int]] = []  # per call, the range of each group it sums
         for p, names in sources.items():
-            keys: list[str] = [self.keys.watermark(p)]
+            head = [self.keys.watermark(p), self.keys.summary(p)]
+            keys: list[str] = list(head)
             args: list[Any] = []
             into: list[int] = []
             for i, r in enumerate(ranges):
@@ -403,7 +408,7 @@ class StatsStore:
                     if len(keys) > CHUNK_READS:
                         calls.append((keys, args))
                         targets.append(into)
-                        keys, args, into = [self.keys.watermark(p)], [], []
+                        keys, args, into = list(head), [], []
             if into:
                 calls.append((keys, args))
                 targets.append(into)
@@ -413,12 +418,13 @@ class StatsStore:
         def parse() -> list[Tally]:
             out = [Tally() for _ in ranges]
             for into, reply in zip(targets, replies, strict=True):
-                for i, flat in zip(into, reply[1:], strict=True):
+                for i, flat in zip(into, reply[2:], strict=True):
                     out[i].add_flat(zip(flat[::2], flat[1::2], strict=True))
             return out
 
         rolled = [int(r[0]) if r[0] else None for r in replies]
-        return await _offload(reads, parse), rolled
+        first = min((int(r[1]) for r in replies if r[1]), default=None)
+        return await _offload(reads, parse), rolled, first
 
     async def _hgetall_many(self, keys: list[str]) -> list[dict[bytes, bytes]]:
         """HGETALL of each key, pipelined (packed by hand on a standalone Redis: cheaper per key)."""
