@@ -9,182 +9,36 @@ of queues either (``partition_views``).
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import hashlib
-import inspect
-import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
-import orjson
 import redis.asyncio
-from redis.asyncio import ConnectionPool
-from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import NoScriptError
 
 from aggregator import errors, schema
 from aggregator.keys import Keys, partition_of
 from api import lua
+from api.records import (
+    ErrorSignature,
+    PartitionStatus,
+    PartitionView,
+    QueueSnapshot,
+    Worker,
+    int_or_none,
+    pairs,
+    partition_status,
+    snapshot,
+)
+from api.records import workers as parse_workers
+from api.redisio import RedisReads, Script, offload, resp
 from api.stats import Tally
 from api.window import BucketRange, bucket_range
+
+__all__ = ["ErrorSignature", "PartitionStatus", "PartitionView", "QueueSnapshot", "StatsStore", "Worker"]
 
 # Hash reads per script call at most: each call holds Redis for ~10 ms or less, so the aggregator
 # and other clients are served between the chunks of a large request.
 CHUNK_READS = 2000
-# Replies larger than this (hash reads) are parsed in a worker thread, off the event loop.
-OFFLOAD_READS = 1000
-T = TypeVar("T")
-# redis-py >= 5.3 deprecates naming the command when taking a pooled connection; 5.0-5.2 require it
-_POOL_TAKES_NO_ARGS = inspect.signature(ConnectionPool.get_connection).parameters["command_name"].default is None
-
-
-@dataclass
-class QueueSnapshot:
-    """One queue now: lifetime totals, gauges and the tally of a window."""
-
-    name: str
-    totals: Tally
-    pending: int
-    running: int
-    oldest_pending_ms: int | None
-    window: Tally
-    first_ms: int | None = None
-    last_ms: int | None = None
-    seen: bool = True
-
-
-@dataclass
-class PartitionStatus:
-    """How far the aggregator is with one partition."""
-
-    partition: int
-    consumed: int = 0
-    events: int = 0
-    duplicates: int = 0
-    dead_letters: int = 0
-    clamped: int = 0
-    lost: int = 0
-    watermark_ms: int | None = None
-    applied_ms: int | None = None
-    newest_entry_ms: int | None = None
-    stream_length: int = 0
-    deadletter_length: int = 0
-    owner: str | None = None
-
-    @property
-    def lag_s(self) -> float:
-        """How far behind the aggregator is: newest entry time − last applied entry time, seconds."""
-        if self.newest_entry_ms is None:
-            return 0.0
-        return max(0.0, (self.newest_entry_ms - (self.watermark_ms or 0)) / 1000)
-
-
-@dataclass
-class Worker:
-    """A worker's last heartbeat."""
-
-    worker_id: str
-    queues: list[str]
-    concurrency: int
-    busy: int
-    interval_s: float
-    dropped: int
-    seen_ms: int
-
-
-@dataclass
-class PartitionView:
-    """One partition now, read at a cost that does not depend on its number of queues."""
-
-    status: PartitionStatus
-    counts: dict[str, int]  # lifetime events per type
-    pending: int
-    running: int
-    first_ms: int | None  # event time of the first data the partition holds
-    oldest_pending_ms: int | None
-    queues_seen: int
-    workers: list[Worker]
-    window: Tally
-    backlog: list[tuple[str, int]]  # queues holding more pending jobs than the threshold asked for
-
-
-@dataclass
-class ErrorSignature:
-    """One normalised error message over a range of hours."""
-
-    sig: str
-    count: int = 0
-    first_ms: int = 0
-    last_ms: int = 0
-    queues: dict[str, int] = field(default_factory=dict)
-    types: dict[str, int] = field(default_factory=dict)  # failures per error type the events gave
-    error_type: str = "Error"
-    sample: str = ""
-
-
-def _pairs(flat: Sequence[Any]) -> dict[Any, Any]:
-    """A flat ``field, value, …`` reply as a dict."""
-    return dict(zip(flat[::2], flat[1::2], strict=True))
-
-
-def _ms(entry_id: bytes | None) -> int | None:
-    return int(entry_id.split(b"-", 1)[0]) if entry_id else None
-
-
-def _int_or_none(raw: bytes | None) -> int | None:
-    return int(raw) if raw else None
-
-
-def _status(p: int, wm: dict[bytes, bytes], newest: bytes | None, length: int, dl_length: int,
-            lease: bytes | None) -> PartitionStatus:
-    status = PartitionStatus(partition=p, stream_length=int(length), deadletter_length=int(dl_length))
-    for name in ("consumed", "events", "duplicates", "dead_letters", "clamped", "lost"):
-        setattr(status, name, int(wm.get(name.encode(), 0)))
-    status.watermark_ms = _ms(wm.get(b"id"))
-    status.applied_ms = int(wm[b"applied_ms"]) if b"applied_ms" in wm else None
-    status.newest_entry_ms = _ms(newest)
-    status.owner = bytes(lease).decode().rsplit(":", 1)[0] if lease else None
-    return status
-
-
-def _workers(raw: dict[bytes, bytes]) -> list[Worker]:
-    out = []
-    for worker_id, body in raw.items():
-        rec = orjson.loads(body)
-        out.append(Worker(worker_id=worker_id.decode(), queues=rec["queues"], concurrency=rec["concurrency"],
-                          busy=rec["busy"], interval_s=rec["interval_s"], dropped=rec["dropped"],
-                          seen_ms=rec["seen_ms"]))
-    return out
-
-
-def _snapshot(name: str, reply: list[Any]) -> QueueSnapshot:
-    seen, totals_flat, pending, running, oldest, window = reply
-    raw = _pairs(totals_flat)
-    first, last = raw.pop(b"first_ms", None), raw.pop(b"last_ms", None)
-    return QueueSnapshot(name=name, totals=Tally.from_hash(raw), pending=int(pending), running=int(running),
-                         oldest_pending_ms=int(float(oldest)) if oldest else None,
-                         window=Tally().add_flat(zip(window[::2], window[1::2], strict=True)),
-                         first_ms=_int_or_none(first), last_ms=_int_or_none(last), seen=bool(seen))
-
-
-class _Script:
-    """A read script called by its SHA, loaded on first NOSCRIPT (so a call costs one command)."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.sha = hashlib.sha1(source.encode()).hexdigest()
-
-
-def _resp(args: Sequence[str | int | bytes]) -> bytes:
-    """One command in the Redis protocol (RESP): a few µs, where redis-py's general packer takes tens
-    per call (measured on the overview, whose Redis work is a few script calls)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for a in args:
-        raw = a if isinstance(a, bytes) else str(a).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-    return b"".join(parts)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -194,12 +48,7 @@ def _partition_keys(keys: Keys, p: int) -> tuple[str, ...]:
             keys.deadletter(p), keys.lease(p), keys.workers(p))
 
 
-async def _offload(reads: int, work: Callable[[], T]) -> T:
-    """Run CPU work in a thread when it is large, so other requests are not held up meanwhile."""
-    return await asyncio.to_thread(work) if reads > OFFLOAD_READS else work()
-
-
-_PARTITION, _QUEUES, _RANGE_SUMS = _Script(lua.PARTITION), _Script(lua.QUEUES), _Script(lua.RANGE_SUMS)
+_PARTITION, _QUEUES, _RANGE_SUMS = Script(lua.PARTITION), Script(lua.QUEUES), Script(lua.RANGE_SUMS)
 
 
 def _partition_calls(keys: Keys, partitions: int, window: BucketRange, threshold: int
@@ -219,7 +68,7 @@ def _packed_partition_calls(keys: Keys, partitions: int, gran: str, starts: tupl
                             minutes: tuple[int, ...], threshold: int) -> bytes:
     """The PARTITION calls of every partition, in the Redis protocol."""
     calls = _partition_calls(keys, partitions, BucketRange(gran, list(starts), list(minutes)), threshold)
-    return b"".join(_resp(["EVALSHA", _PARTITION.sha, len(k), *k, *a]) for k, a in calls)
+    return b"".join(resp(["EVALSHA", _PARTITION.sha, len(k), *k, *a]) for k, a in calls)
 
 
 class StatsStore:
@@ -229,60 +78,12 @@ class StatsStore:
         self.client = client
         self.keys = keys
         self.partitions = partitions
-        self.redis_time_s = 0.0  # Redis round trips of this store's reads, for PerformanceMetrics
-        self._cluster = isinstance(client, RedisCluster)
+        self.io = RedisReads(client)
 
-    async def _run(self, pipe: Any) -> list[Any]:
-        return await self._timed(pipe.execute())
-
-    async def _timed(self, pending: Awaitable[Any]) -> list[Any]:
-        """Await Redis replies, adding the wait to ``redis_time_s``."""
-        start = time.perf_counter()
-        try:
-            return list(await pending)
-        finally:
-            self.redis_time_s += time.perf_counter() - start
-
-    async def _eval(self, script: _Script, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """One script call per (keys, args): pipelined on one connection (standalone), or concurrent
-        (Cluster, whose pipelines refuse scripts)."""
-        if not self._cluster:
-            packed = b"".join(_resp(["EVALSHA", script.sha, len(k), *k, *a]) for k, a in calls)
-            return await self._eval_packed(script, packed, len(calls))
-        for attempt in range(2):
-            try:
-                return await self._timed(asyncio.gather(
-                    *(self.client.evalsha(script.sha, len(k), *k, *a) for k, a in calls)))  # type: ignore[misc, arg-type]
-            except NoScriptError:
-                if attempt:
-                    raise
-                await self.client.script_load(script.source)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _eval_packed(self, script: _Script, packed: bytes, replies: int) -> list[Any]:
-        """Send EVALSHA calls already packed; load the script on NOSCRIPT and send them again."""
-        for attempt in range(2):
-            try:
-                return await self._timed(self._pipelined(packed, replies))
-            except NoScriptError:
-                if attempt:
-                    raise
-                await self.client.script_load(script.source)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _pipelined(self, packed: bytes, replies: int) -> list[Any]:
-        """Send packed commands on one pooled connection and read their replies (a pipeline without
-        redis-py's per-command packing)."""
-        pool = self.client.connection_pool
-        conn = await (pool.get_connection() if _POOL_TAKES_NO_ARGS else pool.get_connection("EVALSHA"))
-        try:
-            await conn.send_packed_command(packed, check_health=False)
-            return [await conn.read_response() for _ in range(replies)]
-        except BaseException:
-            await conn.disconnect()  # replies may be left unread: never reuse this connection
-            raise
-        finally:
-            await pool.release(conn)
+    @property
+    def redis_time_s(self) -> float:
+        """Redis round trips of this store's reads, for PerformanceMetrics."""
+        return self.io.redis_time_s
 
     def partition(self, queue: str) -> int:
         """Partition holding a queue's keys."""
@@ -304,21 +105,21 @@ class StatsStore:
         for p in range(self.partitions):
             pipe.smembers(self.keys.queues(p))
         names: set[str] = set()
-        for members in await self._run(pipe):
+        for members in await self.io.run(pipe):
             names.update(m.decode() for m in members)
         return sorted(names)
 
     async def partition_views(self, window: BucketRange, backlog_threshold: int) -> list[PartitionView]:
         """Every partition's summary, gauges, status, workers and window sum: a fixed number of keys
         per partition, however many queues it holds."""
-        if self._cluster:
-            replies = await self._eval(_PARTITION, _partition_calls(self.keys, self.partitions, window,
+        if self.io.cluster:
+            replies = await self.io.eval(_PARTITION, _partition_calls(self.keys, self.partitions, window,
                                                                     backlog_threshold))
         else:
             # the same bytes for every overview within a minute: packed once
             packed = _packed_partition_calls(self.keys, self.partitions, window.gran, tuple(window.starts),
                                              tuple(window.minutes), backlog_threshold)
-            replies = await self._eval_packed(_PARTITION, packed, self.partitions)
+            replies = await self.io.eval_packed(_PARTITION, packed, self.partitions)
         return [self._view(p, r) for p, r in enumerate(replies)]
 
     def _view(self, p: int, reply: list[Any]) -> PartitionView:
@@ -326,16 +127,16 @@ class StatsStore:
         values = dict(zip(lua.SUMMARY_FIELDS, summary, strict=True))
         counts = {f[len(schema.COUNT):]: int(v) for f, v in values.items() if v and f.startswith(schema.COUNT)}
         return PartitionView(
-            status=_status(p, _pairs(wm), newest, length, dl_length, lease),
+            status=partition_status(p, pairs(wm), newest, length, dl_length, lease),
             counts=counts,
             pending=int(values[schema.PENDING] or 0),
             running=int(values[schema.RUNNING] or 0),
-            first_ms=_int_or_none(values[schema.FIRST_MS]),
+            first_ms=int_or_none(values[schema.FIRST_MS]),
             oldest_pending_ms=int(float(oldest[1])) if oldest else None,
             queues_seen=int(seen),
-            workers=_workers(_pairs(workers)),
-            window=Tally.from_hash(_pairs(window)),
-            backlog=[(q.decode(), int(n)) for q, n in _pairs(backlog).items()],
+            workers=parse_workers(pairs(workers)),
+            window=Tally.from_hash(pairs(window)),
+            backlog=[(q.decode(), int(n)) for q, n in pairs(backlog).items()],
         )
 
     async def snapshots(self, queues: list[str], window: BucketRange, *, counts_only: bool = False
@@ -356,14 +157,14 @@ class StatsStore:
                 calls.append((keys, [len(window.starts), len(window.minutes), "1" if counts_only else "0",
                                      *window.minutes, *part]))
                 order.append(part)
-        replies = await self._eval(_QUEUES, calls) if calls else []
+        replies = await self.io.eval(_QUEUES, calls) if calls else []
 
         def parse() -> list[QueueSnapshot]:
-            found = {q: _snapshot(q, r) for names, reply in zip(order, replies, strict=True)
+            found = {q: snapshot(q, r) for names, reply in zip(order, replies, strict=True)
                      for q, r in zip(names, reply, strict=True)}
             return [found[q] for q in queues]
 
-        return await _offload(len(queues) * per_queue, parse)
+        return await offload(len(queues) * per_queue, parse)
 
     async def range_sums(self, ranges: list[BucketRange], queues: list[str] | None, now_s: float
                          ) -> tuple[list[Tally], int | None]:
@@ -412,7 +213,7 @@ class StatsStore:
             if into:
                 calls.append((keys, args))
                 targets.append(into)
-        replies = await self._eval(_RANGE_SUMS, calls) if calls else []
+        replies = await self.io.eval(_RANGE_SUMS, calls) if calls else []
         reads = sum(len(k) for k, _ in calls)
 
         def parse() -> list[Tally]:
@@ -424,37 +225,25 @@ class StatsStore:
 
         rolled = [int(r[0]) if r[0] else None for r in replies]
         first = min((int(r[1]) for r in replies if r[1]), default=None)
-        return await _offload(reads, parse), rolled, first
-
-    async def _hgetall_many(self, keys: list[str]) -> list[dict[bytes, bytes]]:
-        """HGETALL of each key, pipelined (packed by hand on a standalone Redis: cheaper per key)."""
-        if self._cluster:
-            pipe = self.client.pipeline(transaction=False)
-            for key in keys:
-                pipe.hgetall(key)
-            return await self._run(pipe)
-        if not keys:
-            return []
-        packed = b"".join(_resp(["HGETALL", key]) for key in keys)
-        return [_pairs(flat) for flat in await self._timed(self._pipelined(packed, len(keys)))]
+        return await offload(reads, parse), rolled, first
 
     async def first_data_ms(self) -> int | None:
         """Event time of the first data the store holds (None when empty)."""
         pipe = self.client.pipeline(transaction=False)
         for p in range(self.partitions):
             pipe.hget(self.keys.summary(p), "first_ms")
-        return min((int(v) for v in await self._run(pipe) if v), default=None)
+        return min((int(v) for v in await self.io.run(pipe) if v), default=None)
 
     async def queues_pending(self, queues: list[str]) -> dict[str, int]:
         """Pending jobs now of each of ``queues`` (a few: the queues health looks at by name)."""
         pipe = self.client.pipeline(transaction=False)
         for q in queues:
             pipe.zcard(self.keys.pending(self.partition(q), q))
-        return {q: int(n) for q, n in zip(queues, await self._run(pipe), strict=True)}
+        return {q: int(n) for q, n in zip(queues, await self.io.run(pipe), strict=True)}
 
     async def error_signatures(self, hours: list[int], queues: list[str] | None) -> list[ErrorSignature]:
         """Error signatures seen in the given hours, restricted to ``queues`` if given."""
-        replies = await self._hgetall_many([self.keys.errors(p, hour) for hour in hours
+        replies = await self.io.hgetall_many([self.keys.errors(p, hour) for hour in hours
                                             for p in range(self.partitions)])
         found: dict[tuple[int, str], ErrorSignature] = {}
         wanted = set(queues) if queues is not None else None
@@ -513,7 +302,7 @@ class StatsStore:
         for sig, (p, _) in merged_sigs.items():
             pipe.hmget(self.keys.error_sig(p, sig), ["type", "sample"])
         out = []
-        for (_, entry), (etype, sample) in zip(merged_sigs.values(), await self._run(pipe), strict=True):
+        for (_, entry), (etype, sample) in zip(merged_sigs.values(), await self.io.run(pipe), strict=True):
             entry.sample = sample.decode() if sample else ""
             # "type" is only in signatures stored before types were counted per event
             entry.error_type = (errors.most_frequent_type(entry.types, entry.sample) if entry.types or not etype
@@ -526,7 +315,7 @@ class StatsStore:
         pipe = self.client.pipeline(transaction=False)
         for p in range(self.partitions):
             pipe.hgetall(self.keys.workers(p))
-        return [w for raw in await self._run(pipe) for w in _workers(raw)]
+        return [w for raw in await self.io.run(pipe) for w in parse_workers(raw)]
 
     async def partitions_status(self) -> list[PartitionStatus]:
         """Watermark, counters, stream tail and owner of every partition."""
@@ -537,11 +326,11 @@ class StatsStore:
             pipe.xlen(self.keys.stream(p))
             pipe.xlen(self.keys.deadletter(p))
             pipe.get(self.keys.lease(p))
-        results = await self._run(pipe)
+        results = await self.io.run(pipe)
         out = []
         for p in range(self.partitions):
             wm, newest, length, dl_length, lease = results[p * 5 : (p + 1) * 5]
-            out.append(_status(p, wm, newest[0][0] if newest else None, length, dl_length, lease))
+            out.append(partition_status(p, wm, newest[0][0] if newest else None, length, dl_length, lease))
         return out
 
     async def aggregator_usage(self) -> tuple[float | None, float | None]:
@@ -552,7 +341,7 @@ class StatsStore:
         pipe = self.client.pipeline(transaction=False)
         for owner in owners:
             pipe.hmget(self.keys.aggregator_info(owner), ["rss_mb", "cpu_percent"])
-        rows = [r for r in await self._run(pipe) if r[0] is not None]
+        rows = [r for r in await self.io.run(pipe) if r[0] is not None]
         if not rows:
             return None, None
         return sum(float(r[0]) for r in rows), sum(float(r[1]) for r in rows)

@@ -18,6 +18,7 @@ RUNS = {
     "freshness": (["--rate", "500", "--seconds", "1"], ["visible_ms_p50", "visible_ms_p99", "probes"]),
     "requests": (["--requests", "5", "--small-events", "300", "--big-events", "600", "--queue-counts", "10,100"],
                  ["cases"]),
+    "young": (["--at", "3"], ["points"]),
     "cluster": (["--events", "500", "--processes", "1,2"], ["runs", "projection"]),
     "memory": (["--per-minute", "1", "--minute-days", "0.01", "--hour-days", "0.2"],
                ["bytes_per_queue", "bytes_per_queue_by_kind", "events"]),

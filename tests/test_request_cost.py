@@ -17,7 +17,7 @@ from aggregator.consumer import Aggregator
 from aggregator.keys import Keys
 from aggregator.settings import Settings
 from api.main import create_app
-from api.store import StatsStore
+from api.redisio import RedisReads
 from tests.workload import build, event, publish
 
 ROUTES = ["/api/stats/overview", "/api/stats/detailed", "/api/stats/trends", "/api/stats/health"]
@@ -25,7 +25,7 @@ ROUTES = ["/api/stats/overview", "/api/stats/detailed", "/api/stats/trends", "/a
 
 def _count_commands(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
     counts: Counter[str] = Counter()
-    plain, piped, packed = aclient.Redis.execute_command, aclient.Pipeline.execute, StatsStore._pipelined
+    plain, piped, packed = aclient.Redis.execute_command, aclient.Pipeline.execute, RedisReads.pipelined
 
     async def execute_command(self: Any, *args: Any, **kw: Any) -> Any:
         counts["commands"] += 1
@@ -41,7 +41,7 @@ def _count_commands(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
 
     monkeypatch.setattr(aclient.Redis, "execute_command", execute_command)
     monkeypatch.setattr(aclient.Pipeline, "execute", execute)
-    monkeypatch.setattr(StatsStore, "_pipelined", pipelined)
+    monkeypatch.setattr(RedisReads, "pipelined", pipelined)
     return counts
 
 
