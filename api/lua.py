@@ -85,12 +85,13 @@ return out
 # PARTITION: one partition now, whatever the number of queues.
 # KEYS: summary, oldest-pending zset, queues set, watermark, stream, dead-letter stream, lease,
 #       workers, then the window's partition-wide buckets (n, then m candidates).
-# ARGV: backlog threshold, pending key prefix (queue name appended), then n, m and the candidates'
-#       minute starts.
+# ARGV: backlog threshold, pending key prefix (queue name appended), the window's start (ms), then n, m
+#       and the candidates' minute starts. The window is not read when the partition's last event is older.
 # Reply: summary values of SUMMARY_FIELDS ('' when absent), {oldest queue, score} or {},
 #        queues seen, watermark flat, newest stream id or false, stream length, dead-letter length,
 #        lease or false, workers flat, window sum flat, {queue, pending, …} of the queues over the backlog threshold.
-SUMMARY_FIELDS = (*(schema.COUNT + t.value for t in EventType), schema.PENDING, schema.RUNNING, schema.FIRST_MS)
+SUMMARY_FIELDS = (*(schema.COUNT + t.value for t in EventType), schema.PENDING, schema.RUNNING, schema.FIRST_MS,
+                  schema.LAST_MS)
 # (each redis.call costs a few µs: this script makes as few as it can, the overview runs it P times)
 PARTITION = _LIB + """
 local summary = redis.call('HMGET', KEYS[1], """ + ", ".join(f"'{f}'" for f in SUMMARY_FIELDS) + """)
@@ -98,11 +99,13 @@ for i = 1, #summary do summary[i] = summary[i] or '' end
 local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local newest = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)
 local window = {}
-add_range(window, 9, tonumber(ARGV[3]), tonumber(ARGV[4]), 5, KEYS[4])
+if (tonumber(summary[#summary]) or 0) >= tonumber(ARGV[3]) then  -- summary: ..., first_ms, last_ms
+  add_range(window, 9, tonumber(ARGV[4]), tonumber(ARGV[5]), 6, KEYS[4])
+end
 -- a queue can hold more than the threshold only if its whole partition does: the per-queue look is
 -- skipped in the usual case, and otherwise bounded by the queues that have pending jobs
 local backlog, threshold = {}, tonumber(ARGV[1])
-if (tonumber(summary[#summary - 2]) or 0) > threshold then  -- summary: ..., pending, running, first_ms
+if (tonumber(summary[#summary - 3]) or 0) > threshold then  -- summary: ..., pending, running, first_ms, last_ms
   for _, q in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
     local n = redis.call('ZCARD', ARGV[2] .. q)
     if n > threshold then backlog[#backlog + 1] = q; backlog[#backlog + 1] = n end
@@ -117,12 +120,13 @@ return {summary, oldest, redis.call('SCARD', KEYS[3]), redis.call('HGETALL', KEY
 # KEYS: the queues set, the watermark, then per queue: totals, pending zset, running zset, its n window
 #       buckets and m candidate minute buckets.
 # ARGV: n, m, '1' for the overview (only the totals' n: counts, and whether the queue was ever seen)
-#       else '0' (every field; seen not looked up, given as 1), the m minute starts, the names.
+#       else '0' (every field; seen not looked up, given as 1), the window's start (ms), the m minute
+#       starts, the names. A queue's window is not read when its last event is older than the start.
 # Reply per queue: {seen 0/1, totals flat, pending, running, oldest pending score or false, window flat}.
 QUEUES = _LIB + """
-local n, m, counts_only = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1'
+local n, m, counts_only, since = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4])
 local out, k = {}, 3
-for a = 4 + m, #ARGV do
+for a = 5 + m, #ARGV do
   local totals = redis.call('HGETALL', KEYS[k])
   if counts_only then
     local kept = {}
@@ -135,8 +139,12 @@ for a = 4 + m, #ARGV do
   end
   local oldest = redis.call('ZRANGE', KEYS[k + 1], 0, 0, 'WITHSCORES')
   local seen = counts_only and redis.call('SISMEMBER', KEYS[1], ARGV[a]) or 1
+  local window = {}
+  if n + m > 0 and tonumber(redis.call('HGET', KEYS[k], '""" + schema.LAST_MS + """') or '0') >= since then
+    window = range_flat(k + 3, n, m, 5, KEYS[2])
+  end
   out[#out + 1] = {seen, totals, redis.call('ZCARD', KEYS[k + 1]), redis.call('ZCARD', KEYS[k + 2]),
-                   oldest[2] or false, range_flat(k + 3, n, m, 4, KEYS[2])}
+                   oldest[2] or false, window}
   k = k + 3 + n + m
 end
 return out

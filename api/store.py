@@ -58,7 +58,7 @@ def _partition_calls(keys: Keys, partitions: int, window: BucketRange, threshold
     for p in range(partitions):
         plain = [keys.bucket(p, window.gran, s) for s in window.starts]
         minutes = [keys.bucket(p, "m", m) for m in window.minutes]
-        args = [threshold, keys.pending(p, ""), len(plain), len(minutes), *window.minutes]
+        args = [threshold, keys.pending(p, ""), window.start_ms, len(plain), len(minutes), *window.minutes]
         calls.append(([*_partition_keys(keys, p), *plain, *minutes], args))
     return calls
 
@@ -155,7 +155,7 @@ class StatsStore:
                     keys += [self.keys.totals(p, q), self.keys.pending(p, q), self.keys.running(p, q), *plain,
                              *minutes]
                 calls.append((keys, [len(window.starts), len(window.minutes), "1" if counts_only else "0",
-                                     *window.minutes, *part]))
+                                     window.start_ms, *window.minutes, *part]))
                 order.append(part)
         replies = await self.io.eval(_QUEUES, calls) if calls else []
 

@@ -36,6 +36,11 @@ class BucketRange:
         """Hashes read per source (queue or partition)."""
         return len(self.starts) + len(self.minutes)
 
+    @property
+    def start_ms(self) -> int:
+        """Where the range begins (ms): a source whose last event is older has nothing in it."""
+        return min([*self.starts, *self.minutes], default=2**53) * 1000
+
 
 def bucket_range(gran: str, starts: list[int], now_s: float, lookback_s: int = UNROLLED_LOOKBACK_S) -> BucketRange:
     """``starts`` of ``gran`` with the candidate minutes of the last ``lookback_s`` inside them."""
