@@ -119,26 +119,30 @@ return {summary, oldest, redis.call('SCARD', KEYS[3]), redis.call('HGETALL', KEY
 # QUEUES: named queues of one partition.
 # KEYS: the queues set, the watermark, then per queue: totals, pending zset, running zset, its n window
 #       buckets and m candidate minute buckets.
-# ARGV: n, m, '1' for the overview (only the totals' n: counts, and whether the queue was ever seen)
-#       else '0' (every field; seen not looked up, given as 1), the window's start (ms), the m minute
-#       starts, the names. A queue's window is not read when its last event is older than the start.
+# ARGV: n, m, which totals fields: 'counts' (the n: counts, for the overview, which also asks whether
+#       the queue was ever seen), 'stats' (all but the Prometheus histograms, for detailed) or 'all';
+#       the window's start (ms), the m minute starts, the names. A queue's window is not read when its
+#       last event is older than the start. (Queues not asked if seen are given as seen.)
 # Reply per queue: {seen 0/1, totals flat, pending, running, oldest pending score or false, window flat}.
 QUEUES = _LIB + """
-local n, m, counts_only, since = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3] == '1', tonumber(ARGV[4])
+local n, m, which, since = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local HIST = {['""" + schema.PT_HIST + """'] = true, ['""" + schema.WT_HIST + """'] = true}
 local out, k = {}, 3
 for a = 5 + m, #ARGV do
   local totals = redis.call('HGETALL', KEYS[k])
-  if counts_only then
+  if which ~= 'all' then
     local kept = {}
     for i = 1, #totals, 2 do
-      if string.sub(totals[i], 1, 2) == '""" + schema.COUNT + """' then
-        kept[#kept + 1] = totals[i]; kept[#kept + 1] = totals[i + 1]
+      local f = totals[i]
+      if (which == 'counts' and string.sub(f, 1, 2) == '""" + schema.COUNT + """')
+         or (which == 'stats' and not HIST[string.sub(f, 1, 3)]) then
+        kept[#kept + 1] = f; kept[#kept + 1] = totals[i + 1]
       end
     end
     totals = kept
   end
   local oldest = redis.call('ZRANGE', KEYS[k + 1], 0, 0, 'WITHSCORES')
-  local seen = counts_only and redis.call('SISMEMBER', KEYS[1], ARGV[a]) or 1
+  local seen = which == 'counts' and redis.call('SISMEMBER', KEYS[1], ARGV[a]) or 1
   local window = {}
   if n + m > 0 and tonumber(redis.call('HGET', KEYS[k], '""" + schema.LAST_MS + """') or '0') >= since then
     window = range_flat(k + 3, n, m, 5, KEYS[2])

@@ -32,7 +32,7 @@ async def collect(store: StatsStore, now_ms: int) -> list[Metric]:
     """Read the store once and build every metric family of one scrape."""
     names = await store.queue_names()
     snaps, workers, parts = await asyncio.gather(
-        store.snapshots(names, BucketRange("m", [], [])), store.workers(), store.partitions_status()
+        store.snapshots(names, BucketRange("m", [], []), fields="all"), store.workers(), store.partitions_status()
     )
     # one family entry per queue and histogram bucket: built off the event loop
     return await asyncio.to_thread(families, snaps, parts, workers, now_ms)

@@ -106,7 +106,7 @@ class Reporter:
             )
         views, snaps = await asyncio.gather(
             self.store.partition_views(BucketRange("m", [], []), self.settings.backlog_warning),
-            self.store.snapshots(wanted, window, counts_only=True),
+            self.store.snapshots(wanted, window, fields="counts"),
         )
         return Now(
             counts=merged(s.totals for s in snaps),

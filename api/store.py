@@ -139,10 +139,11 @@ class StatsStore:
             backlog=[(q.decode(), int(n)) for q, n in pairs(backlog).items()],
         )
 
-    async def snapshots(self, queues: list[str], window: BucketRange, *, counts_only: bool = False
+    async def snapshots(self, queues: list[str], window: BucketRange, *, fields: str = "stats"
                         ) -> list[QueueSnapshot]:
-        """Totals, gauges and the window sum of each queue (``counts_only``: of the totals, only the
-        event counts)."""
+        """Totals, gauges and the window sum of each queue. ``fields`` of the totals: "counts" (only the
+        event counts, and whether the queue was ever seen), "stats" (all but the Prometheus histogram
+        buckets) or "all"."""
         per_queue = 3 + window.reads
         chunk = max(1, CHUNK_READS // per_queue)
         calls, order = [], []
@@ -154,8 +155,8 @@ class StatsStore:
                     plain, minutes = self._bucket_keys(p, window, q)
                     keys += [self.keys.totals(p, q), self.keys.pending(p, q), self.keys.running(p, q), *plain,
                              *minutes]
-                calls.append((keys, [len(window.starts), len(window.minutes), "1" if counts_only else "0",
-                                     window.start_ms, *window.minutes, *part]))
+                calls.append((keys, [len(window.starts), len(window.minutes), fields, window.start_ms,
+                                     *window.minutes, *part]))
                 order.append(part)
         replies = await self.io.eval(_QUEUES, calls) if calls else []
 
