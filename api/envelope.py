@@ -28,7 +28,10 @@ def error_doc(description: str) -> dict[str, Any]:
 
 # Errors come in the same envelope as data, not in FastAPI's default {"detail": [...]}: the
 # schema says so, and schemathesis holds the API to it.
-BAD_PARAMETER = error_doc("A bad query parameter, named in `error`.")
+BAD_PARAMETER = error_doc(
+    "A bad query parameter, named in `error`; also a request over the cost bound (api/limits.py: at most "
+    "1000 queue names, 1000 buckets, 50,000 stored hashes read)."
+)
 
 
 def ok(data: BaseModel | list[Any]) -> Response:
