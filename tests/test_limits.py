@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -86,11 +87,18 @@ def test_a_slow_redis_is_a_timeout_not_unreachable(busy_redis: RedisProcess, mon
     monkeypatch.setattr(main, "REDIS_TIMEOUT_S", 0.3)
     settings = Settings(redis_url=busy_redis.url, key_prefix="slow", partitions=4)
     spin = ("local t0 = redis.call('TIME') repeat local t = redis.call('TIME') "
-            "until (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 1500000 return 1")
+            "until (t[1] - t0[1]) * 1000000 + (t[2] - t0[2]) > 3000000 return 1")
     with TestClient(main.create_app(settings, RedisTarget(busy_redis.url))) as api:
         assert api.get("/api/stats/overview").status_code == 200  # answers while Redis is idle
         blocker = threading.Thread(target=lambda: redis.Redis.from_url(busy_redis.url).eval(spin, 0))
         blocker.start()
+        probe = redis.Redis.from_url(busy_redis.url, socket_timeout=0.05)
+        while True:  # until the script holds Redis: a PING no longer gets an answer
+            try:
+                probe.ping()
+            except redis.TimeoutError:
+                break
+            time.sleep(0.01)
         try:
             slow = api.get("/api/stats/overview")
             health = api.get("/api/stats/health").json()["data"]
