@@ -91,11 +91,14 @@ def test_future_events_are_clamped_to_arrival_and_counted() -> None:
     assert abs(stored - arrival_guess_ms) < 60_000  # the arrival time, not the year 2999
 
 
+_NOT_STATS = (b":events", b":lease", b":fence", b":aggregators", b":housekeeping")
+
+
 def _stored(client: fakeredis.FakeRedis, prefix: str) -> dict[bytes, object]:
     """Every stats key and its content; the stream, leases and timing fields left out."""
     out: dict[bytes, object] = {}
     for key in client.scan_iter(match=f"*{prefix}*", count=1000):
-        if key.endswith((b":events", b":lease", b":fence", b":aggregators")) or b":aggregator:" in key:
+        if key.endswith(_NOT_STATS) or b":aggregator:" in key:
             continue
         kind = client.type(key)
         if kind == b"hash":
