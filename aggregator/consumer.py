@@ -21,6 +21,7 @@ from aggregator.membership import Membership
 from aggregator.pipeline import Fenced, PartitionPipeline
 from aggregator.selfreport import SelfReport
 from aggregator.settings import Settings
+from aggregator.streamread import raw_reader
 
 log = logging.getLogger("jobpulse.aggregator")
 MAX_BACKOFF_S = 5.0
@@ -53,7 +54,7 @@ class Aggregator:
         # set() takes the lock that the Event.wait() the signal interrupted may be holding.
         self._stopping = False
         self._apply = scripts.register(client, "apply")
-        self._read = scripts.register(client, "read")
+        self._read = raw_reader(client)
         # One apply thread: flushes land in the order they were folded, and Redis
         # works on one while this thread reads and folds the next.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobpulse-apply")

@@ -25,6 +25,7 @@ from aggregator.fold import Flush, FoldConfig, parse_entries
 from aggregator.jobcache import JobCache, JobRecord, Known
 from aggregator.keys import Keys
 from aggregator.settings import Settings
+from aggregator.streamread import RawRead
 
 log = logging.getLogger("jobpulse.aggregator")
 
@@ -47,7 +48,7 @@ class PartitionPipeline:
     """Reads, folds and applies one partition while this process holds its lease."""
 
     def __init__(self, p: int, lease_value: str, settings: Settings, client: redis.Redis, apply: Script,
-                 read: Script, pool: ThreadPoolExecutor) -> None:
+                 read: RawRead, pool: ThreadPoolExecutor) -> None:
         self.p, self.lease_value, self.settings, self.client = p, lease_value, settings, client
         self.keys = Keys(settings.key_prefix)
         self._apply, self._read, self._pool = apply, read, pool
@@ -87,13 +88,7 @@ class PartitionPipeline:
         return self.flush is None and self.inflight is None
 
     def step(self, now_s: float, eager: bool = False) -> int:
-        """Read and fold the next chunk, apply the open flush when due; entries read.
-
-        A flush is due when it has been open for the flush interval or is full
-        (or, with ``eager``, as soon as the stream is caught up: draining needs
-        no merging across time). Applying it whenever the stream is caught up
-        would, at live rates, apply tiny flushes and merge nothing.
-        """
+        """Read and fold the next chunk, apply the open flush when due; entries read."""
         if self.inflight is not None and self.inflight.future.done():
             self.settle()
         s = self.settings
@@ -102,8 +97,7 @@ class PartitionPipeline:
             n = self._read_chunk(now_s)
             self.caught_up = n < s.batch_size
         flush = self.flush
-        if flush is not None and ((eager and self.caught_up) or flush.entries >= s.max_flush_entries
-                                  or now_s - self.opened_s >= s.flush_interval_ms / 1000):
+        if flush is not None and self._due(flush, now_s, eager):
             self.submit(now_s)
         elif flush is None and self.inflight is None and now_s - self._checked_s >= s.lease_ttl_ms / 3000:
             # An empty flush now and then: it counts entries trimmed before they were read.
@@ -112,14 +106,25 @@ class PartitionPipeline:
             self.submit(now_s)
         return n
 
-    def _fetch(self, after_id: str) -> Future[Any]:
-        """Ask the apply thread for the entries after ``after_id``: it reads while this thread folds.
+    def _due(self, flush: Flush, now_s: float, eager: bool) -> bool:
+        """Whether the open flush should be applied now.
 
-        Through a script, so the reply stays raw lists (redis-py's XRANGE reply
-        parsing costs ~1 µs an entry).
+        Caught up with the stream, it is applied once it has been open for the
+        flush interval (at once with ``eager``, when draining): applying
+        whenever the stream is caught up would, at live rates, apply tiny
+        flushes that merge nothing. Behind the stream, freshness is already
+        lost to the backlog, so it grows until full (or four intervals old):
+        bigger flushes merge more and catch up sooner.
         """
-        return self._pool.submit(self._read, keys=[self.keys.stream(self.p)],
-                                 args=["(" + after_id, self.settings.batch_size])
+        interval_s = self.settings.flush_interval_ms / 1000
+        age_s = now_s - self.opened_s
+        if flush.entries >= self.settings.max_flush_entries or age_s >= 4 * interval_s:
+            return True
+        return self.caught_up and (eager or age_s >= interval_s)
+
+    def _fetch(self, after_id: str) -> Future[Any]:
+        """Ask the apply thread for the entries after ``after_id``: it reads while this thread folds."""
+        return self._pool.submit(self._read, self.keys.stream(self.p), after_id, self.settings.batch_size)
 
     def _read_chunk(self, now_s: float) -> int:
         ahead, self._ahead = self._ahead, None

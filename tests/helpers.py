@@ -31,9 +31,12 @@ def assert_exact(client: redis.Redis, settings: Settings, expected: Expected) ->
 
 
 def spawn_aggregator(settings: Settings, *args: str, batch_size: int = 300) -> subprocess.Popen[bytes]:
-    """``jobpulse aggregate`` as a child process with the settings' Redis, prefix, P and lease."""
+    """``jobpulse aggregate`` as a child process with the settings' Redis, prefix, P and lease.
+
+    Reads and flushes are small (a flush holds at most four reads), so a fault lands at many points.
+    """
     env = dict(os.environ, JOBPULSE_REDIS_URL=settings.redis_url or "", JOBPULSE_KEY_PREFIX=settings.key_prefix,
                JOBPULSE_PARTITIONS=str(settings.partitions), JOBPULSE_LEASE_TTL_MS=str(settings.lease_ttl_ms),
-               JOBPULSE_BATCH_SIZE=str(batch_size))
+               JOBPULSE_BATCH_SIZE=str(batch_size), JOBPULSE_MAX_FLUSH_ENTRIES=str(4 * batch_size))
     return subprocess.Popen([sys.executable, "-m", "aggregator", "aggregate", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
