@@ -15,7 +15,7 @@ from types import FrameType
 
 import redis
 
-from aggregator.connection import ConfigError, RedisTarget
+from aggregator.connection import ConfigError, RedisTarget, wait_until_ready
 from aggregator.settings import Settings
 
 log = logging.getLogger("jobpulse")
@@ -135,14 +135,33 @@ def _aggregate(settings: Settings, drain: bool) -> int:
     from aggregator.consumer import Aggregator
 
     target = _require_url(settings)
-    aggregator = Aggregator(settings, target.sync())
+    stopping = threading.Event()
+    aggregator: Aggregator | None = None
 
     def stop(signum: int, _: FrameType | None) -> None:
         log.info("signal %d: finishing the current batch, then releasing leases", signum)
-        aggregator.stop()
+        stopping.set()
+        if aggregator is not None:
+            aggregator.stop()
+
+    def connect() -> Aggregator:
+        target.probe()
+        client = target.sync()
+        try:
+            return Aggregator(settings, client)
+        except BaseException:
+            client.close()
+            raise
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # A container or unit may start before its Redis (or before its cluster has all slots): wait, don't exit.
+    aggregator = wait_until_ready(connect, target.describe(), stopping)
+    if aggregator is None:
+        log.info("stopped before Redis was ready")
+        return 0
+    if stopping.is_set():
+        aggregator.stop()
     log.info("aggregator %s on %s, %d partitions", aggregator.owner_id, target.describe(), aggregator.partitions)
     progress = aggregator.run(drain=drain)
     log.info("stopped after %d entries in %d batches", progress.entries, progress.batches)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis
 import redis.asyncio
@@ -13,6 +17,19 @@ from redis.cluster import RedisCluster
 from aggregator.keys import Keys
 
 META_VERSION = "1"
+log = logging.getLogger("jobpulse")
+T = TypeVar("T")
+
+# At start-up these mean "not ready yet", not "misconfigured": nothing listens yet or the name
+# does not resolve yet (a container still starting), or a Redis Cluster whose slots are not all
+# assigned yet (`redis-cli --cluster create` still running). A refused password is final.
+NOT_READY_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.RedisClusterException,
+)
 
 
 class ConfigError(RuntimeError):
@@ -66,6 +83,22 @@ class RedisTarget:
             return cast(redis.asyncio.Redis, AsyncRedisCluster.from_url(seed, **options))
         return redis.asyncio.Redis.from_url(self.url, **options)  # type: ignore[no-any-return]  # redis-py 5 stubs
 
+    def probe(self) -> None:
+        """Raise unless this Redis answers and, for a cluster, the seed node says every slot is served."""
+        if not self.url:
+            return
+        seed = cluster_url(self.url)
+        with redis.Redis.from_url(seed or self.url, socket_timeout=5.0, socket_connect_timeout=5.0) as client:
+            if not seed:
+                client.ping()
+                return
+            # a node not yet joined makes RedisCluster fail with an IndexError: ask first
+            info: dict[str, Any] = client.execute_command("CLUSTER INFO")  # type: ignore[no-untyped-call]
+            if info.get("cluster_state") != "ok":
+                state, assigned = info.get("cluster_state"), info.get("cluster_slots_assigned")
+                raise redis.exceptions.ClusterDownError(  # type: ignore[no-untyped-call]
+                    f"cluster_state:{state}, {assigned} of 16384 slots assigned")
+
     def describe(self) -> str:
         """Where this points, with any password hidden."""
         if self.fake_server is not None:
@@ -96,3 +129,30 @@ def ensure_meta(client: redis.Redis, keys: Keys, partitions: int) -> int:
         )
     return stored
 
+
+
+def wait_until_ready(
+    connect: Callable[[], T],
+    where: str,
+    stop: threading.Event,
+    first_backoff_s: float = 0.5,
+    max_backoff_s: float = 10.0,
+) -> T | None:
+    """``connect()``, retried with backoff while Redis is not ready; None if ``stop`` is set first."""
+    backoff_s, started_s, waited = first_backoff_s, time.monotonic(), False
+    while True:
+        try:
+            result = connect()
+        except redis.AuthenticationError:
+            raise
+        except NOT_READY_ERRORS as exc:
+            reason = (str(exc).splitlines() or [""])[0]
+            log.warning("Redis at %s is not ready (%s: %s); retrying in %.1f s",
+                        where, type(exc).__name__, reason, backoff_s)
+            if stop.wait(backoff_s):
+                return None
+            backoff_s, waited = min(backoff_s * 2, max_backoff_s), True
+            continue
+        if waited:
+            log.info("Redis at %s is ready after %.1f s", where, time.monotonic() - started_s)
+        return result
