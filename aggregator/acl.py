@@ -19,8 +19,11 @@ def rules(prefix: str) -> dict[str, str]:
     keys = Keys(prefix)
     every_key = f"~{prefix}:* ~{{{prefix}:*"
     return {
-        # append events and read P; no other key, no read of any stream or stat, no delete
-        "emitter": f"resetkeys %R~{keys.meta} %W~{{{prefix}:*}}:events resetchannels -@all +hget +xadd {_CONNECT}",
+        # append events and read P; no other key, no read of any stream or stat, no delete. The selector
+        # (Redis 7) adds HSETNX on the meta key alone, to store P when the emitter starts first: it never
+        # changes a stored value, and no other write reaches the meta key (an XADD could not make it a stream)
+        "emitter": f"resetkeys %R~{keys.meta} %W~{{{prefix}:*}}:events resetchannels -@all +hget +xadd {_CONNECT} "
+                   f"(~{keys.meta} +hsetnx)",
         # everything on jobpulse's own keys, through its Lua scripts; nothing dangerous, nothing else
         "aggregator": f"resetkeys {every_key} resetchannels -@all +@read +@write +@scripting {_CONNECT} -@dangerous",
         # read-only: a script it runs can read but every write inside it is refused

@@ -11,7 +11,7 @@ from typing import Any
 import redis.asyncio
 
 from aggregator.buffer import EventBuffer
-from aggregator.connection import RedisTarget
+from aggregator.connection import RedisTarget, store_partitions_async
 from aggregator.emitter import SendLoop
 from aggregator.lifecycle import LifecycleMethods
 from aggregator.settings import Settings
@@ -101,7 +101,8 @@ class AsyncEmitter(LifecycleMethods):
     async def _send_all(self) -> float:
         try:
             if self._loop.partitions is None:
-                self._loop.set_partitions(await self._client.hget(self.buffer.keys.meta, "partitions"))  # type: ignore[misc]  # redis-py 5 stubs
+                stored = await store_partitions_async(self._client, self.buffer.keys, self.settings.partitions)
+                self._loop.set_partitions(stored, self.settings.partitions)
             while batch := self._loop.next_batch():
                 pipe = self._client.pipeline(transaction=False)
                 for stream, name, body in batch:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.util
 import ipaddress
 import logging
 import secrets
@@ -19,6 +20,11 @@ from aggregator.connection import ConfigError, RedisTarget, wait_until_ready
 from aggregator.settings import Settings
 
 log = logging.getLogger("jobpulse")
+# the commands that need the `server` extra, and the modules it installs (import names)
+SERVER_COMMANDS = frozenset({"serve", "api", "hammerwork-bridge", "top", "hash-password", "new-api-key"})
+SERVER_MODULES = ("fastapi", "uvicorn", "fakeredis", "prometheus_client", "rich", "bcrypt")
+# uvicorn's own proxy_headers (on by default, trusting 127.0.0.1) are off: forwarded addresses are believed
+# only from JOBPULSE_TRUSTED_PROXIES, applied by the app itself (api/main.py).
 # On SIGTERM/SIGINT the API finishes requests for this long, then closes live streams (they never end by themselves).
 SHUTDOWN_GRACE_S = 3
 
@@ -55,8 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings()
     try:
+        _check_extra(args.command)
+        settings = Settings()
         if args.command == "aggregate":
             return _aggregate(settings, args.drain)
         if args.command in ("hash-password", "new-api-key"):
@@ -83,6 +90,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except redis.ConnectionError as exc:
         print(f"jobpulse: cannot reach Redis: {exc}", file=sys.stderr)
         return 1
+
+
+def _check_extra(command: str) -> None:
+    """Say which extra to install when a server command lacks its packages (a worker's light install)."""
+    if command not in SERVER_COMMANDS:
+        return
+    missing = [name for name in SERVER_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(f"`jobpulse {command}` needs the server extra (missing: {', '.join(missing)}); "
+                          "install it with: pip install 'jobpulse[server]'")
 
 
 def _checked_exposure(settings: Settings, host: str | None, insecure: bool) -> Settings:
@@ -176,7 +193,7 @@ def _api(settings: Settings, host: str | None, port: int | None) -> int:
     target = _require_url(settings)
     app = create_app(settings, target)
     uvicorn.run(app, host=host or settings.api_host, port=port or settings.api_port, log_level="info",
-                timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S, proxy_headers=False)
     return 0
 
 
@@ -193,7 +210,7 @@ def _bridge(settings: Settings, host: str | None, port: int | None, insecure: bo
         log.warning("accepting UNSIGNED events on %s (--insecure): anyone who reaches it can write stats", bind)
     target = _require_url(settings)
     uvicorn.run(create_bridge(settings, target), host=bind, port=port or settings.bridge_port, log_level="info",
-                timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+                timeout_graceful_shutdown=SHUTDOWN_GRACE_S, proxy_headers=False)
     return 0
 
 
@@ -223,12 +240,13 @@ def _serve(settings: Settings, demo: bool, host: str | None, port: int | None) -
         emitter = Emitter(settings, target, worker_id="demo-worker", queues=(), concurrency=32)
         load = DemoLoad(emitter).start()
     print(f"jobpulse: store = {where}", flush=True)
-    print(f"jobpulse: API on http://{host}:{port}  (try: curl http://{host}:{port}/api/stats/overview)", flush=True)
+    print(f"jobpulse: API on http://{host}:{port}", flush=True)
+    print(f"jobpulse: try   curl -s http://{host}:{port}/api/stats/overview | python3 -m json.tool", flush=True)
     if demo:
         print("jobpulse: demo load generator running", flush=True)
     try:
         uvicorn.run(create_app(settings, target), host=host, port=port, log_level="warning",
-                    timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+                    timeout_graceful_shutdown=SHUTDOWN_GRACE_S, proxy_headers=False)
     finally:
         if load is not None:
             load.stop()

@@ -116,11 +116,34 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
 
 
+def _stored(raw: bytes | str | None, configured: int) -> int:
+    return configured if raw is None else int(raw)
+
+
+def store_partitions(client: redis.Redis, keys: Keys, partitions: int) -> int:
+    """Store P with ``HSETNX`` unless some component already did; the stored value (one round trip).
+
+    Whichever component starts first (emitter, aggregator, API, bridge) stores its configured P; every
+    component then uses the stored one, so no start order loses an event."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hsetnx(keys.meta, "partitions", str(partitions))
+    pipe.hsetnx(keys.meta, "version", META_VERSION)
+    pipe.hget(keys.meta, "partitions")
+    return _stored(pipe.execute()[-1], partitions)
+
+
+async def store_partitions_async(client: redis.asyncio.Redis, keys: Keys, partitions: int) -> int:
+    """:func:`store_partitions` for an asyncio client."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hsetnx(keys.meta, "partitions", str(partitions))
+    pipe.hsetnx(keys.meta, "version", META_VERSION)
+    pipe.hget(keys.meta, "partitions")
+    return _stored((await pipe.execute())[-1], partitions)
+
+
 def ensure_meta(client: redis.Redis, keys: Keys, partitions: int) -> int:
     """Store P on first start; refuse a different P later. Returns P."""
-    client.hsetnx(keys.meta, "partitions", str(partitions))
-    client.hsetnx(keys.meta, "version", META_VERSION)
-    stored = int(client.hget(keys.meta, "partitions") or partitions)  # type: ignore[arg-type]  # redis-py 5 stubs
+    stored = store_partitions(client, keys, partitions)
     if stored != partitions:
         raise ConfigError(
             f"{keys.meta} says partitions={stored} but JOBPULSE_PARTITIONS={partitions}; "
@@ -128,7 +151,6 @@ def ensure_meta(client: redis.Redis, keys: Keys, partitions: int) -> int:
             f"{stored}, or use a new JOBPULSE_KEY_PREFIX."
         )
     return stored
-
 
 
 def wait_until_ready(

@@ -1,21 +1,23 @@
-"""The writes a folded batch makes, collected in memory and merged per key,
-then encoded as KEYS/ARGV for the apply script (see ``apply.lua``)."""
+"""The writes of one flush, merged per key and field in memory, then encoded
+as the apply script's KEYS and flat ARGV (see ``lua/apply.lua``)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-import orjson
+from aggregator import schema as f
 
-# Redis' Lua unpack() works on the C stack; keep each command's arity well below it.
-_CHUNK = 500
+# Redis' Lua unpack() works on the C stack (8,000 slots); keep each op's items well below it.
+_CHUNK = 1000
+
+Arg = str | int | bytes
 
 
 @dataclass
 class Effects:
-    """Every write of one batch; same-key writes are merged as they are added."""
+    """Every write of one flush; same-key writes are merged as they are added."""
 
     incr: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     hmax: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
@@ -24,7 +26,11 @@ class Effects:
     hsetnx: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
     zadd: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     zrem: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    gauge_of: dict[str, str] = field(default_factory=dict)  # sorted set key -> summary field it counts into
+    oldest: dict[str, str] = field(default_factory=dict)  # pending set key -> its queue
     sadd: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    srem: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    jobs: dict[str, tuple[bytes, int]] = field(default_factory=dict)  # job key -> (state, ttl s or 0: keep)
     expire_at_s: dict[str, int] = field(default_factory=dict)
     expire_s: dict[str, int] = field(default_factory=dict)
     deadletters: list[tuple[str, str, bytes]] = field(default_factory=list)
@@ -33,6 +39,12 @@ class Effects:
         """HINCRBY, merged."""
         fields = self.incr[key]
         fields[fld] = fields.get(fld, 0) + n
+
+    def add_all(self, key: str, adds: Mapping[str, int]) -> None:
+        """HINCRBY of several fields, merged."""
+        fields = self.incr[key]
+        for fld, n in adds.items():
+            fields[fld] = fields.get(fld, 0) + n
 
     def maximum(self, key: str, fld: str, value: int) -> None:
         """Keep the larger of the stored and given value."""
@@ -50,55 +62,72 @@ class Effects:
         """HSETNX: the first value written wins."""
         self.hsetnx[key].setdefault(fld, value)
 
+    def gauge_add(self, key: str, gauge: str, member: str, score: int) -> None:
+        """Put ``member`` in a gauge's sorted set (the summary's ``gauge`` count follows)."""
+        self.gauge_of[key] = gauge
+        self.zadd[key][member] = score
+
+    def gauge_remove(self, key: str, gauge: str, member: str) -> None:
+        """Take ``member`` out of a gauge's sorted set, if it is there."""
+        self.gauge_of[key] = gauge
+        self.zrem[key].add(member)
+
     def dead_letter(self, source_id: str, reason: str, raw: bytes) -> None:
         """Queue a rejected entry for the dead-letter stream."""
         self.deadletters.append((source_id, reason, raw))
 
-    def encode(self, fixed_keys: list[str]) -> tuple[list[str], bytes, list[str | bytes]]:
-        """KEYS (``fixed_keys`` first), the ops as one JSON array, and the dead letters' ARGV."""
+    def encode(self, fixed_keys: list[str], deadletter_key: str, deadletter_cap: int) -> tuple[list[str], list[Arg]]:
+        """KEYS (``fixed_keys`` first) and the flat op list: ``code, key no., item count, items...``."""
         keys = list(fixed_keys)
         index: dict[str, int] = {k: i + 1 for i, k in enumerate(keys)}
-        # One JSON argument instead of one argument per field: redis-py encodes
-        # every argument in Python, orjson encodes the whole list in C.
-        ops: list[tuple[str, int, list[str | int]]] = []
+        ops: list[Arg] = []
 
         def key_no(key: str) -> int:
-            if key not in index:
+            no = index.get(key)
+            if no is None:
                 keys.append(key)
-                index[key] = len(keys)
-            return index[key]
+                no = index[key] = len(keys)
+            return no
 
-        def pairs(op: str, table: Mapping[str, Mapping[str, int | str]]) -> None:
+        def emit(code: str, key: str | None, items: list[Arg], stride: int, head: list[Arg] | None = None) -> None:
+            no = key_no(key) if key is not None else 0
+            head = head or []
+            step = _CHUNK - _CHUNK % stride
+            for start in range(0, len(items), step):
+                chunk = head + items[start : start + step]
+                ops.extend((code, no, len(chunk)))
+                ops.extend(chunk)
+
+        def pairs(code: str, table: Mapping[str, Mapping[str, Arg]]) -> None:
             for key, fields in table.items():
-                flat: list[str | int] = []
-                for fld, value in fields.items():
-                    flat.append(fld)
-                    flat.append(value)
-                for start in range(0, len(flat), 2 * _CHUNK):
-                    ops.append((op, key_no(key), flat[start : start + 2 * _CHUNK]))
+                emit(code, key, [x for kv in fields.items() for x in kv], 2)
 
-        def members(op: str, table: dict[str, set[str]]) -> None:
+        def members(code: str, table: Mapping[str, Iterable[str]], gauge: bool = False) -> None:
             for key, items in table.items():
-                listed: list[str | int] = sorted(items)
-                for start in range(0, len(listed), _CHUNK):
-                    ops.append((op, key_no(key), listed[start : start + _CHUNK]))
+                emit(code, key, list(items), 1, [self.gauge_of[key]] if gauge else None)
 
-        # Order matters only where one key gets two kinds of write: removals
-        # before additions, so a job re-entering a state keeps its new score.
-        members("R", self.zrem)
-        pairs("Z", self.zadd)
-        pairs("I", self.incr)
-        pairs("X", self.hmax)
-        pairs("N", self.hmin)
-        pairs("S", self.hset)
-        pairs("s", self.hsetnx)
-        members("A", self.sadd)
-        for key, when in self.expire_at_s.items():
-            ops.append(("E", key_no(key), [when]))
-        for key, ttl in self.expire_s.items():
-            ops.append(("T", key_no(key), [ttl]))
-        # Dead letters stay raw arguments: their bytes need not be valid UTF-8.
-        dead: list[str | bytes] = []
-        for source_id, reason, raw in self.deadletters:
-            dead.extend((source_id, reason, raw))
-        return keys, orjson.dumps(ops), dead
+        # Removals before additions, so a job re-entering a set keeps its new score.
+        members(f.OP_ZREM, self.zrem, gauge=True)
+        for key, scores in self.zadd.items():
+            emit(f.OP_ZADD, key, [x for member, score in scores.items() for x in (score, member)], 2,
+                 [self.gauge_of[key]])
+        if self.oldest:
+            # the oldest-pending set is a fixed key; each item pair names a pending set and its queue
+            emit(f.OP_OLDEST, fixed_keys[-1], [x for key, q in self.oldest.items() for x in (key_no(key), q)], 2)
+        pairs(f.OP_INCR, self.incr)
+        pairs(f.OP_MAX, self.hmax)
+        pairs(f.OP_MIN, self.hmin)
+        pairs(f.OP_HSET, self.hset)
+        pairs(f.OP_HSETNX, self.hsetnx)
+        members(f.OP_SADD, self.sadd)
+        members(f.OP_SREM, self.srem)
+        if self.jobs:
+            emit(f.OP_JOB, None, [x for key, (value, ttl) in self.jobs.items() for x in (key_no(key), value, ttl)], 3)
+        if self.expire_at_s:
+            emit(f.OP_EXPIREAT, None, [x for key, at in self.expire_at_s.items() for x in (key_no(key), at)], 2)
+        if self.expire_s:
+            emit(f.OP_EXPIRE, None, [x for key, ttl in self.expire_s.items() for x in (key_no(key), ttl)], 2)
+        if self.deadletters:
+            # dead letters stay raw arguments: their bytes need not be valid UTF-8
+            emit(f.OP_DEADLETTER, deadletter_key, [x for dl in self.deadletters for x in dl], 3, [deadletter_cap])
+        return keys, ops

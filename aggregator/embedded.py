@@ -33,6 +33,9 @@ class EmbeddedRedis:
                  "--dir", self._dir.name, "--logfile", ""],
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
+                # its own session: a Ctrl-C in the terminal reaches only jobpulse, which stops the
+                # aggregator (releasing its leases) and the demo emitter first, then this store
+                start_new_session=True,
             )
             url = f"redis://127.0.0.1:{port}/0"
             _wait_ready(url, self.process)
@@ -50,7 +53,7 @@ class EmbeddedRedis:
         return "embedded in-process fakeredis (no redis-server on PATH; data lives in this process)"
 
     def stop(self) -> None:
-        """Stop the child process, if any."""
+        """Stop the child process, if any (last: everything that writes to it has stopped)."""
         if self.process is not None:
             self.process.terminate()
             try:

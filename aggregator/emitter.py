@@ -17,7 +17,7 @@ import redis
 
 from aggregator import spool
 from aggregator.buffer import EventBuffer, Payload
-from aggregator.connection import RedisTarget
+from aggregator.connection import RedisTarget, store_partitions
 from aggregator.lifecycle import LifecycleMethods
 from aggregator.settings import Settings
 
@@ -40,12 +40,13 @@ class SendLoop:
         self.inflight: list[Payload] = []
         self.next_heartbeat = 0.0
 
-    def set_partitions(self, raw: bytes | str | None) -> int:
-        """Record P as read from the meta key; raises while no aggregator has set it."""
-        if raw is None:
-            raise ConnectionError(f"{self.buffer.keys.meta} not set yet: no aggregator has started")
-        self.partitions = int(raw)
-        return self.partitions
+    def set_partitions(self, stored: int, configured: int) -> int:
+        """Use P as stored in the meta key (stored by whichever component came first)."""
+        if stored != configured:
+            log.warning("jobpulse: %s says partitions=%d but JOBPULSE_PARTITIONS=%d; using %d",
+                        self.buffer.keys.meta, stored, configured, stored)
+        self.partitions = stored
+        return stored
 
     def next_batch(self) -> list[Payload]:
         """What to send now: the batch that failed last time, else a new one (with a heartbeat when due)."""
@@ -87,12 +88,18 @@ class SendLoop:
             self.buffer.restore(items)
 
     def persist(self, spool_dir: str | None) -> None:
-        """Leave what Redis has not taken in the spool (the sender has stopped)."""
-        if spool_dir and self.pending():
+        """Leave what Redis has not taken in the spool (the sender has stopped), or say it is lost."""
+        unsent = len(self.buffer.items) + sum(1 for _, name, _ in self.inflight if name == b"event")
+        if not unsent:
+            return
+        if spool_dir:
             path = spool.save(spool_dir, self.buffer.worker_id, self.inflight, self.buffer.items)
-            log.warning("jobpulse: Redis unreachable at close; %d events spooled to %s", self.pending(), path)
-            self.inflight = []
-            self.buffer.items.clear()
+            log.warning("jobpulse: closing with %d events Redis has not taken; spooled to %s", unsent, path)
+        else:
+            log.warning("jobpulse: closing with %d events Redis has not taken; they are lost "
+                        "(set JOBPULSE_EMIT_SPOOL_DIR to keep them for the next emitter)", unsent)
+        self.inflight = []
+        self.buffer.items.clear()
 
 
 class Emitter(LifecycleMethods):
@@ -157,6 +164,8 @@ class Emitter(LifecycleMethods):
         self._thread.join(timeout=timeout_s + 1.0)
         if not self._thread.is_alive():  # never write the spool under a sender still running
             self._loop.persist(self.settings.emit_spool_dir)
+        elif self.pending():
+            log.warning("jobpulse: closing with %d events Redis has not taken; the sender is stuck", self.pending())
         return sent
 
     def __enter__(self) -> Emitter:
@@ -178,7 +187,8 @@ class Emitter(LifecycleMethods):
         """Send every buffered batch; seconds to back off, or 0."""
         try:
             if self._loop.partitions is None:
-                self._loop.set_partitions(self._client.hget(self.buffer.keys.meta, "partitions"))  # type: ignore[arg-type]  # redis-py 5 stubs
+                stored = store_partitions(self._client, self.buffer.keys, self.settings.partitions)
+                self._loop.set_partitions(stored, self.settings.partitions)
             while batch := self._loop.next_batch():
                 pipe = self._client.pipeline(transaction=False)
                 maxlen = self.settings.stream_maxlen

@@ -11,8 +11,9 @@ import enum
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -167,66 +168,65 @@ def model_event(raw: bytes) -> Event | Rejected:
     )
 
 
-_EVENT_TYPES = frozenset(t.value for t in EventType)
 _PRIORITIES = frozenset(p.value for p in Priority)
 _ISO_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
+_Str100 = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+_Str200 = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+_Opt200 = Annotated[str, msgspec.Meta(max_length=200)] | None
+_NonNegative = Annotated[int, msgspec.Meta(ge=0)] | None
+
+
+class _WireError(msgspec.Struct):
+    message: Annotated[str, msgspec.Meta(max_length=10_000)]
+    error_type: _Opt200 = None
+    retry_attempt: _NonNegative = None
+
+
+class _WireEvent(msgspec.Struct):
+    """:class:`JobEvent` as a msgspec struct: the same fields and limits, decoded and checked in C."""
+
+    event_id: _Str100
+    job_id: _Str200
+    queue_name: _Str200
+    event_type: Literal[
+        "enqueued", "started", "completed", "failed", "retried", "dead", "timed_out", "cancelled", "archived",
+        "restored",
+    ]
+    timestamp: str
+    priority: str = "normal"
+    processing_time_ms: _NonNegative = None
+    error: _WireError | None = None
+    metadata: dict[str, str] | None = None
+    wait_time_ms: _NonNegative = None
+    attempt: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    worker_id: _Opt200 = None
+    job_type: _Opt200 = None
+
+
+_decode_wire = msgspec.json.Decoder(_WireEvent).decode
 
 
 def fast_event(raw: bytes) -> Event | None:
-    """The common, plainly valid event without pydantic (4x faster); None means "ask the model".
+    """The common, plainly valid event without pydantic (~10x faster); None means "ask the model".
 
     It accepts a subset of what :class:`JobEvent` accepts and gives the same
     result for it (``tests/test_events.py`` checks this on generated input).
     """
     try:
-        d = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        d = _decode_wire(raw)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # deep nesting: the model says why
         return None
-    if type(d) is not dict:
+    priority, ts = d.priority.lower(), d.timestamp
+    if priority not in _PRIORITIES or not _ISO_UTC.fullmatch(ts):
         return None
-    event_id, job_id, queue, kind = d.get("event_id"), d.get("job_id"), d.get("queue_name"), d.get("event_type")
-    priority, ts = d.get("priority", "normal"), d.get("timestamp")
-    if not (
-        type(event_id) is str and 0 < len(event_id) <= 100
-        and type(job_id) is str and 0 < len(job_id) <= 200
-        and type(queue) is str and 0 < len(queue) <= 200
-        and type(kind) is str and kind in _EVENT_TYPES
-        and type(priority) is str and priority.lower() in _PRIORITIES
-        and type(ts) is str and _ISO_UTC.fullmatch(ts)
-        and _optional_int(d, "processing_time_ms", 0)
-        and _optional_int(d, "wait_time_ms", 0)
-        and _optional_int(d, "attempt", 1)
-        and _optional_str(d, "worker_id") and _optional_str(d, "job_type")
-    ):
-        return None
-    metadata = d.get("metadata")
-    if metadata is not None and not (type(metadata) is dict and all(type(v) is str for v in metadata.values())):
-        return None
-    error, message, error_type = d.get("error"), None, None
-    if error is not None:
-        if type(error) is not dict or not _optional_str(error, "error_type"):
-            return None
-        if not _optional_int(error, "retry_attempt", 0):
-            return None
-        message, error_type = error.get("message"), error.get("error_type")
-        if type(message) is not str or len(message) > 10_000:
-            return None
     try:
         moment = datetime.fromisoformat(ts)
     except ValueError:
         return None
-    return Event(event_id, job_id, queue, kind, priority.lower(), to_ms(moment), d.get("processing_time_ms"),
-                 d.get("wait_time_ms"), message, error_type, d.get("worker_id"), d.get("job_type"))
-
-
-def _optional_int(d: dict[str, Any], name: str, low: int) -> bool:
-    value = d.get(name)
-    return value is None or (type(value) is int and value >= low)
-
-
-def _optional_str(d: dict[str, Any], name: str) -> bool:
-    value = d.get(name)
-    return value is None or (type(value) is str and len(value) <= 200)
+    error = d.error
+    return Event(d.event_id, d.job_id, d.queue_name, d.event_type, priority, to_ms(moment), d.processing_time_ms,
+                 d.wait_time_ms, error.message if error else None, error.error_type if error else None, d.worker_id,
+                 d.job_type)
 
 
 def parse_heartbeat(raw: bytes, max_bytes: int) -> Heartbeat | Rejected:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from aggregator import errors, sketch
+from aggregator import errors, schema, sketch
 from aggregator.effects import Effects
 from aggregator.events import (
     EVENT_FIELD,
@@ -24,10 +24,12 @@ from aggregator.events import (
     parse_event,
     parse_heartbeat,
 )
+from aggregator.jobcache import JobCache, JobRecord, Known
 from aggregator.keys import GRANULARITY_S, Keys, bucket_start
 from aggregator.stats import histogram_index
 
-PENDING, RUNNING, AWAITING_RETRY, FINISHED = "P", "R", "W", "F"
+PENDING, RUNNING, AWAITING_RETRY, FINISHED = (
+    schema.JOB_PENDING, schema.JOB_RUNNING, schema.JOB_AWAITING_RETRY, schema.JOB_FINISHED)
 
 STATE_AFTER = {
     "enqueued": PENDING,
@@ -60,24 +62,6 @@ SAMPLE_MESSAGE_CHARS = 500
 
 
 @dataclass(slots=True)
-class JobState:
-    """A job's latest applied state as stored in its job hash."""
-
-    state: str
-    ts_ms: int
-    rank: int
-    queue: str
-
-
-@dataclass(slots=True)
-class Prior:
-    """What Redis knows about a batch's jobs before the batch."""
-
-    jobs: dict[str, JobState] = field(default_factory=dict)
-    seen_event_ids: set[str] = field(default_factory=set)
-
-
-@dataclass(slots=True)
 class Entry:
     """One stream entry, parsed."""
 
@@ -98,15 +82,27 @@ class FoldConfig:
     future_tolerance_ms: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Track:
-    """A job's state while the batch is folded."""
+    """A job while a flush is folded."""
 
-    prior: JobState | None
-    current: JobState | None
-    entered_ms: int | None = None  # set when the batch moved the job into a new state
-    moved: bool = False  # the batch has a newer latest event (the state may be unchanged)
+    prior: JobRecord | None  # as stored before the flush
+    expires_at_s: float | None  # of the stored key, if known
+    state: str | None = None
+    ts_ms: int = 0
+    rank: int = 0
+    queue: str = ""
     event_ids: list[str] = field(default_factory=list)
+    entered_ms: int | None = None  # set when the flush moved the job into a new state
+    changed: bool = False  # the flush applied an event (the state may be unchanged)
+
+    @classmethod
+    def start(cls, known: Known | None) -> _Track:
+        """A job's track from what is stored (``None``: nothing is)."""
+        if known is None or known.record is None:
+            return cls(None, known.expires_at_s if known else None)
+        r = known.record
+        return cls(r, known.expires_at_s, r.state, r.ts_ms, r.rank, r.queue, list(r.event_ids))
 
 
 def parse_entries(raw: Iterable[tuple[bytes, dict[bytes, bytes]]], max_bytes: int) -> list[Entry]:
@@ -127,126 +123,184 @@ def parse_entries(raw: Iterable[tuple[bytes, dict[bytes, bytes]]], max_bytes: in
     return out
 
 
-def jobs_to_read(entries: list[Entry]) -> dict[str, list[str]]:
-    """job_id -> event ids of the batch, the prior state the fold needs."""
-    wanted: dict[str, list[str]] = {}
-    for entry in entries:
-        if isinstance(entry.item, Event):
-            wanted.setdefault(entry.item.job_id, []).append(entry.item.event_id)
-    return wanted
+class Flush:
+    """The writes of one flush of one partition, folded entry by entry.
 
+    Entries are added in chunks as they are read; every write to the same
+    field is merged in memory, and a job's state is written once, at
+    :meth:`finish`, however many of its events the flush holds.
+    """
 
-def fold(entries: list[Entry], prior: Prior, cfg: FoldConfig) -> Effects:
-    """All writes caused by ``entries`` given what Redis held before them."""
-    fx = Effects()
-    keys, p = cfg.keys, cfg.partition
-    wm = keys.watermark(p)
-    seen = set(prior.seen_event_ids)
-    tracks: dict[str, _Track] = {}
-    minutes: dict[tuple[str, int], _MinuteTally] = {}
-    for entry in entries:
-        item = entry.item
-        if isinstance(item, Rejected):
-            fx.dead_letter(entry.entry_id, item.reason, item.raw)
-            fx.add(wm, "dead_letters")
-        elif isinstance(item, Heartbeat):
-            _fold_heartbeat(fx, keys.workers(p), item, entry.arrival_ms)
-            fx.add(wm, "heartbeats")
-        elif item.event_id in seen:
-            fx.add(wm, "duplicates")
-        else:
-            seen.add(item.event_id)
+    def __init__(self, cfg: FoldConfig) -> None:
+        self.cfg = cfg
+        self.fx = Effects()
+        self.tracks: dict[str, _Track] = {}
+        self.minutes: dict[tuple[str, int], _MinuteTally] = {}
+        self.entries = 0
+        self.last_entry_id: str | None = None
+
+    def jobs_to_read(self, entries: list[Entry], cache: JobCache, now_s: float) -> list[str]:
+        """Jobs of ``entries`` whose stored state this flush does not know yet."""
+        ids = {e.item.job_id for e in entries if isinstance(e.item, Event) and e.item.job_id not in self.tracks}
+        return cache.missing(ids, now_s)
+
+    def add(self, entries: list[Entry], cache: JobCache) -> None:
+        """Fold ``entries``; every job they name is in ``self.tracks`` or ``cache``."""
+        fx, cfg = self.fx, self.cfg
+        wm = cfg.keys.watermark(cfg.partition)
+        tracks, minutes = self.tracks, self.minutes
+        events = duplicates = clamped = 0
+        max_age_ms = max(cfg.retention_s.values()) * 1000
+        for entry in entries:
+            item = entry.item
+            if isinstance(item, Rejected):
+                fx.dead_letter(entry.entry_id, item.reason, item.raw)
+                fx.add(wm, schema.WM_DEAD_LETTERS)
+                continue
+            if isinstance(item, Heartbeat):
+                _fold_heartbeat(fx, cfg.keys.workers(cfg.partition), item, entry.arrival_ms)
+                fx.add(wm, schema.WM_HEARTBEATS)
+                continue
+            track = tracks.get(item.job_id)
+            if track is None:
+                track = tracks[item.job_id] = _Track.start(cache.get(item.job_id))
+            if item.event_id in track.event_ids:
+                duplicates += 1
+                continue
+            if item.ts_ms < entry.arrival_ms - max_age_ms:
+                # no bucket keeps it, and as a pending job it would age the queue by centuries
+                reason = f"timestamp too old: more than the longest retention ({max_age_ms // 1000} s) before arrival"
+                fx.dead_letter(entry.entry_id, reason, orjson.dumps(item))
+                fx.add(wm, schema.WM_DEAD_LETTERS)
+                continue
             if item.ts_ms > entry.arrival_ms + cfg.future_tolerance_ms:
                 item.ts_ms = entry.arrival_ms
-                fx.add(wm, "clamped")
-            fx.add(wm, "events")
+                clamped += 1
+            events += 1
             minute = item.ts_ms // 60_000 * 60
             tally = minutes.get((item.queue, minute))
             if tally is None:
-                alive = _alive_bits(minute, entry.arrival_ms // 1000, cfg)
-                tally = minutes[item.queue, minute] = _MinuteTally(alive)
+                tally = minutes[item.queue, minute] = _MinuteTally(_alive_bits(minute, entry.arrival_ms // 1000, cfg))
             _fold_counts(tally, item)
             if item.type in FAILURES and item.error_message is not None:
                 _fold_error(fx, item, cfg)
-            track = tracks.get(item.job_id)
-            if track is None:
-                known = prior.jobs.get(item.job_id)
-                copy = JobState(known.state, known.ts_ms, known.rank, known.queue) if known else None
-                track = tracks[item.job_id] = _Track(prior=known, current=copy)
             _advance(track, item)
-    for job_id, track in tracks.items():
-        _fold_job(fx, job_id, track, cfg)
-    _roll_up(fx, minutes, cfg)
-    return fx
+        for fld, n in ((schema.WM_EVENTS, events), (schema.WM_DUPLICATES, duplicates), (schema.WM_CLAMPED, clamped)):
+            if n:
+                fx.add(wm, fld, n)
+        self.entries += len(entries)
+        if entries:
+            self.last_entry_id = entries[-1].entry_id
+
+    def finish(self, cache: JobCache, now_s: float) -> Effects:
+        """The flush's writes; ``cache`` learns the job states they store."""
+        for job_id, track in self.tracks.items():
+            _fold_job(self.fx, job_id, track, self.cfg, cache, now_s)
+        _roll_up(self.fx, self.minutes, self.cfg)
+        return self.fx
+
+
+def fold(entries: list[Entry], prior: dict[str, JobRecord], cfg: FoldConfig, now_s: float = 0.0) -> Effects:
+    """All writes caused by ``entries`` given the stored state of their jobs (pure; for tests and tools)."""
+    cache = JobCache(capacity=len(prior) + len(entries) + 1)
+    for job_id, record in prior.items():
+        cache.put(job_id, Known(record))
+    flush = Flush(cfg)
+    for job_id in flush.jobs_to_read(entries, cache, now_s):
+        cache.put(job_id, Known(None))
+    flush.add(entries, cache)
+    return flush.finish(cache, now_s)
 
 
 def _advance(track: _Track, ev: Event) -> None:
     """Move a job to the state of ``ev`` if ``ev`` is its latest event so far."""
     track.event_ids.append(ev.event_id)
+    track.changed = True
     rank = LIFECYCLE_RANK[ev.type]
-    cur = track.current
-    if cur is not None and (ev.ts_ms, rank) <= (cur.ts_ms, cur.rank):
+    if track.state is not None and (ev.ts_ms, rank) <= (track.ts_ms, track.rank):
         return  # older than what is applied: counted, but no gauge change
     state = STATE_AFTER[ev.type]
-    if cur is None or cur.state != state or cur.queue != ev.queue:
+    if track.state != state or track.queue != ev.queue:
         track.entered_ms = ev.ts_ms
-    track.current = JobState(state, ev.ts_ms, rank, ev.queue)
-    track.moved = True
+    track.state, track.ts_ms, track.rank, track.queue = state, ev.ts_ms, rank, ev.queue
 
 
-def _gauge_key(keys: Keys, p: int, state: str, queue: str) -> str | None:
+def _gauge(keys: Keys, p: int, state: str, queue: str) -> tuple[str, str, str] | None:
+    """The sorted set holding jobs of ``queue`` in ``state``, its summary field, and the queue."""
     if state == PENDING:
-        return keys.pending(p, queue)
+        return keys.pending(p, queue), schema.PENDING, queue
     if state == RUNNING:
-        return keys.running(p, queue)
+        return keys.running(p, queue), schema.RUNNING, queue
     return None
 
 
-def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig) -> None:
+def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: JobCache, now_s: float) -> None:
     keys, p = cfg.keys, cfg.partition
-    cur = track.current
-    assert cur is not None  # every track saw at least one event
-    job_key = keys.job(p, job_id)
+    if not track.changed:
+        return  # only duplicates: nothing to write
+    assert track.state is not None  # a changed track applied an event
     if track.entered_ms is not None:
-        new_set = _gauge_key(keys, p, cur.state, cur.queue)
+        new = _gauge(keys, p, track.state, track.queue)
         if track.prior is not None:
-            old_set = _gauge_key(keys, p, track.prior.state, track.prior.queue)
-            stale = [old_set] if old_set else []
+            stale = [_gauge(keys, p, track.prior.state, track.prior.queue)]
         else:
             # Unknown job (new, or its state expired): make sure no gauge still holds it.
-            stale = [keys.pending(p, cur.queue), keys.running(p, cur.queue)]
-        for key in stale:
-            if key and key != new_set:
-                fx.zrem[key].add(job_id)
-        if new_set:
-            fx.zadd[new_set][job_id] = track.entered_ms
-    if track.moved:
-        # stored even when the state is unchanged: a later, older event must compare against it
-        fx.hset[job_key].update(s=cur.state, t=str(cur.ts_ms), o=str(cur.rank), q=cur.queue)
-    for event_id in track.event_ids:
-        fx.hset[job_key]["e:" + event_id] = "1"
+            stale = [_gauge(keys, p, PENDING, track.queue), _gauge(keys, p, RUNNING, track.queue)]
+        for gauge in stale:
+            if gauge and gauge != new:
+                fx.gauge_remove(gauge[0], gauge[1], job_id)
+                if gauge[1] == schema.PENDING:
+                    fx.oldest[gauge[0]] = gauge[2]
+        if new:
+            fx.gauge_add(new[0], new[1], job_id, track.entered_ms)
+            if new[1] == schema.PENDING:
+                fx.oldest[new[0]] = new[2]
+    record = JobRecord(track.state, track.ts_ms, track.rank, track.queue, track.event_ids)
     # A finished job is kept only as long as duplicates of its events may arrive.
-    fx.expire_s[job_key] = cfg.dedup_window_s if cur.state == FINISHED else cfg.job_ttl_s
+    finished = track.state == FINISHED
+    ttl_s = cfg.dedup_window_s if finished else cfg.job_ttl_s
+    expires = track.expires_at_s
+    was_finished = track.prior is not None and track.prior.state == FINISHED
+    if expires is None or finished != was_finished or expires - now_s < ttl_s / 2:
+        expires = now_s + ttl_s
+    else:
+        ttl_s = 0  # the stored key keeps its TTL
+    fx.jobs[keys.job(p, job_id)] = (record.encode(), ttl_s)
+    cache.put(job_id, Known(record, expires), finished)
+
+
+_COUNT_FIELD = {kind: schema.COUNT + kind for kind in STATE_AFTER}
+_PRIORITY_FIELD: dict[str, str] = {}
+# value_ms -> (sketch bin field, histogram field); durations repeat a lot, the log does not need recomputing
+_TIME_FIELDS: dict[str, dict[int, tuple[str, str]]] = {"pt": {}, "wt": {}}
+_TIME_FIELDS_MAX = 100_000
+
+
+def _time_fields(name: str, value_ms: int) -> tuple[str, str]:
+    memo = _TIME_FIELDS[name]
+    got = memo.get(value_ms)
+    if got is None:
+        if len(memo) >= _TIME_FIELDS_MAX:
+            memo.clear()
+        bins, hist = (schema.PT_SKETCH, schema.PT_HIST) if name == "pt" else (schema.WT_SKETCH, schema.WT_HIST)
+        got = memo[value_ms] = (f"{bins}{sketch.bin_of(value_ms)}", f"{hist}{histogram_index(value_ms)}")
+    return got
 
 
 def _fold_counts(tally: _MinuteTally, ev: Event) -> None:
     kind = ev.type
     adds = tally.adds
-    key = "n:" + kind
+    key = _COUNT_FIELD[kind]
     adds[key] = adds.get(key, 0) + 1
     if kind == "enqueued":
-        key = "p:" + ev.priority
+        key = _PRIORITY_FIELD.get(ev.priority) or _PRIORITY_FIELD.setdefault(ev.priority, schema.PRIORITY + ev.priority)
         adds[key] = adds.get(key, 0) + 1
     elif kind in OUTCOMES and ev.processing_ms is not None:
-        _add_time(tally, "pt", "ps", ev.processing_ms)
-        key = f"ph:{histogram_index(ev.processing_ms)}"
-        tally.types[key] = tally.types.get(key, 0) + 1
+        _add_time(tally, "pt", ev.processing_ms)
     elif kind == "started" and ev.wait_ms is not None:
-        _add_time(tally, "wt", "ws", ev.wait_ms)
-        key = f"wh:{histogram_index(ev.wait_ms)}"
-        tally.types[key] = tally.types.get(key, 0) + 1
+        _add_time(tally, "wt", ev.wait_ms)
     if ev.job_type:
-        key = f"t:{kind}:{ev.job_type}"
+        key = f"{schema.JOB_TYPE}{kind}:{ev.job_type}"
         tally.types[key] = tally.types.get(key, 0) + 1
     if ev.ts_ms < tally.first_ms:
         tally.first_ms = ev.ts_ms
@@ -254,13 +308,19 @@ def _fold_counts(tally: _MinuteTally, ev: Event) -> None:
         tally.last_ms = ev.ts_ms
 
 
-def _add_time(tally: _MinuteTally, name: str, sketch_name: str, value_ms: int) -> None:
-    adds = tally.adds
-    for fld, n in ((f"{name}_sum", value_ms), (f"{name}_n", 1), (f"{sketch_name}:{sketch.bin_of(value_ms)}", 1)):
-        adds[fld] = adds.get(fld, 0) + n
-    fld = f"{name}_max"
-    if value_ms > tally.maxes.get(fld, -1):
-        tally.maxes[fld] = value_ms
+def _add_time(tally: _MinuteTally, name: str, value_ms: int) -> None:
+    adds, types, maxes = tally.adds, tally.types, tally.maxes
+    sum_field, n_field, max_field = _TIME_NAMES[name]
+    bin_field, hist_field = _time_fields(name, value_ms)
+    adds[sum_field] = adds.get(sum_field, 0) + value_ms
+    adds[n_field] = adds.get(n_field, 0) + 1
+    adds[bin_field] = adds.get(bin_field, 0) + 1
+    types[hist_field] = types.get(hist_field, 0) + 1
+    if value_ms > maxes.get(max_field, -1):
+        maxes[max_field] = value_ms
+
+
+_TIME_NAMES = {"pt": (schema.PT_SUM, schema.PT_N, schema.PT_MAX), "wt": (schema.WT_SUM, schema.WT_N, schema.WT_MAX)}
 
 
 @dataclass(slots=True)
@@ -275,7 +335,7 @@ class _MinuteTally:
     last_ms: int = -1
 
 
-_TOTALS_TOO = frozenset({"pt_sum", "pt_n", "wt_sum", "wt_n"})
+_TOTALS_PREFIXES = frozenset({schema.COUNT, schema.PRIORITY})
 
 
 def _alive_bits(minute: int, arrival_s: int, cfg: FoldConfig) -> int:
@@ -290,17 +350,16 @@ def _roll_up(fx: Effects, minutes: dict[tuple[str, int], _MinuteTally], cfg: Fol
     """Add each minute tally into its queue's totals and its minute, hour and day buckets."""
     keys, p = cfg.keys, cfg.partition
     queues = fx.sadd[keys.queues(p)]
+    summary = keys.summary(p)
     for (q, minute), t in minutes.items():
         queues.add(q)
-        totals = keys.totals(p, q)
-        dst = fx.incr[totals]
-        for fld, n in t.adds.items():
-            if fld in _TOTALS_TOO or (fld[1] == ":" and fld[0] in "np"):  # n:<type>, p:<priority>, sums
-                dst[fld] = dst.get(fld, 0) + n
-        for fld, n in t.types.items():
-            dst[fld] = dst.get(fld, 0) + n
-        fx.minimum(totals, "first_ms", t.first_ms)
-        fx.maximum(totals, "last_ms", t.last_ms)
+        lifetime = {fld: n for fld, n in t.adds.items() if fld in schema.SUM_FIELDS or fld[:2] in _TOTALS_PREFIXES}
+        lifetime.update(t.types)
+        # the queue's totals, and the partition's summary (the overview reads only the latter)
+        for totals in (keys.totals(p, q), summary):
+            fx.add_all(totals, lifetime)
+            fx.minimum(totals, schema.FIRST_MS, t.first_ms)
+            fx.maximum(totals, schema.LAST_MS, t.last_ms)
         for bit, (gran, step_s) in enumerate(GRANULARITY_S.items()):
             if not t.alive >> bit & 1:
                 continue
@@ -317,17 +376,19 @@ def _roll_up(fx: Effects, minutes: dict[tuple[str, int], _MinuteTally], cfg: Fol
 def _fold_error(fx: Effects, ev: Event, cfg: FoldConfig) -> None:
     keys, p = cfg.keys, cfg.partition
     message = ev.error_message or ""
-    error_type = ev.error_type or errors.classify(message)
-    sig = errors.signature(error_type + "\n" + message)
+    # One pattern per normalised message whatever type it came with; per queue the time bounds
+    # and the given types' counts, so a queues= filter shows only those queues' failures.
+    sig = errors.signature(message)
     hour = bucket_start(ev.ts_ms, 3600)
     key = keys.errors(p, hour)
     fx.add(key, "n:" + sig)
     fx.add(key, f"q:{sig}:{ev.queue}")
-    fx.minimum(key, "f:" + sig, ev.ts_ms)
-    fx.maximum(key, "l:" + sig, ev.ts_ms)
+    fx.minimum(key, f"f:{sig}:{ev.queue}", ev.ts_ms)
+    fx.maximum(key, f"l:{sig}:{ev.queue}", ev.ts_ms)
+    if ev.error_type:
+        fx.add(key, errors.type_field(sig, ev.queue, ev.error_type))
     fx.expire_at_s[key] = hour + 3600 + cfg.retention_s["h"]
     sig_key = keys.error_sig(p, sig)
-    fx.set_once(sig_key, "type", error_type)
     fx.set_once(sig_key, "sample", message[:SAMPLE_MESSAGE_CHARS])
     fx.expire_s[sig_key] = cfg.retention_s["h"] + 3600
 

@@ -72,8 +72,16 @@ class Keys:
         """Hash of a queue's lifetime counters."""
         return f"{self.tag(p)}:tot:{queue}"
 
+    def summary(self, p: int) -> str:
+        """Hash of the partition's lifetime totals (a queue totals' fields, summed) and its gauges."""
+        return f"{self.tag(p)}:summary"
+
+    def oldest_pending(self, p: int) -> str:
+        """Sorted set of queue -> when its oldest pending job became pending (ms)."""
+        return f"{self.tag(p)}:oldest"
+
     def job(self, p: int, job_id: str) -> str:
-        """Hash of one job's latest state and the event ids applied to it."""
+        """One job's latest state and the event ids applied to it (a JSON array, see jobcache.py)."""
         return f"{self.tag(p)}:job:{job_id}"
 
     def pending(self, p: int, queue: str) -> str:
@@ -101,6 +109,10 @@ class Keys:
     def workers(self, p: int) -> str:
         """Hash of worker id -> last heartbeat JSON."""
         return f"{self.tag(p)}:workers"
+
+    def housekeeping(self, p: int) -> str:
+        """Marker (SET NX PX) that partition ``p``'s housekeeping ran recently, by any aggregator."""
+        return f"{self.tag(p)}:housekeeping"
 
     def aggregator_info(self, owner_id: str) -> str:
         """Hash of one aggregator process's resource use (expires with it)."""

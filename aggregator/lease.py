@@ -4,22 +4,7 @@ from __future__ import annotations
 
 import redis
 
-_ACQUIRE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local token = redis.call('INCR', KEYS[2])
-redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
-return token
-"""
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+from aggregator import scripts
 
 
 class Leases:
@@ -28,9 +13,9 @@ class Leases:
     def __init__(self, client: redis.Redis, owner_id: str, ttl_ms: int) -> None:
         self.owner_id = owner_id
         self.ttl_ms = ttl_ms
-        self._acquire = client.register_script(_ACQUIRE)
-        self._renew = client.register_script(_RENEW)
-        self._release = client.register_script(_RELEASE)
+        self._acquire = scripts.register(client, "lease_acquire")
+        self._renew = scripts.register(client, "lease_renew")
+        self._release = scripts.register(client, "lease_release")
 
     def acquire(self, lease_key: str, fence_key: str) -> str | None:
         """The lease value (``owner:token``) if it was free, else None."""

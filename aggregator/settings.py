@@ -19,7 +19,12 @@ class Settings(BaseSettings):
     partitions: int = Field(default=4, ge=1, le=1024, description="P, fixed at first start.")
 
     # aggregator
-    batch_size: int = Field(default=2000, ge=1, le=100_000)
+    batch_size: int = Field(default=2000, ge=1, le=100_000, description="Stream entries read at a time.")
+    flush_interval_ms: int = Field(
+        default=200, ge=1, le=400, description="Longest a read entry waits to be applied (freshness budget: 500 ms)."
+    )
+    max_flush_entries: int = Field(default=20_000, ge=1, description="Entries folded into one apply, at most.")
+    job_cache_size: int = Field(default=100_000, ge=0, description="Job states the partition owner keeps in memory.")
     idle_sleep_ms: int = Field(default=50, ge=1, le=10_000)
     lease_ttl_ms: int = Field(default=10_000, ge=500)
     stream_maxlen: int = Field(default=2_000_000, ge=100)
@@ -31,6 +36,9 @@ class Settings(BaseSettings):
     minute_retention_s: int = Field(default=48 * 3600, ge=60)
     hour_retention_s: int = Field(default=90 * 86_400, ge=3600)
     day_retention_s: int = Field(default=730 * 86_400, ge=86_400)
+    worker_retention_s: int = Field(
+        default=86_400, ge=60, description="A worker silent this long is removed from the workers hash."
+    )
 
     # emitter
     emit_batch_size: int = Field(default=500, ge=1)
@@ -48,6 +56,11 @@ class Settings(BaseSettings):
     basic_users: str = Field(default="", description="Comma-separated user:<bcrypt hash> pairs for HTTP Basic.")
     auth_max_failures: int = Field(default=5, ge=1, description="Failed logins from one client before lockout.")
     auth_lockout_s: int = Field(default=900, ge=1, description="How long a locked-out client waits.")
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses or networks of reverse proxies whose X-Forwarded-For is believed "
+        "(the auth lockout then sees the client's address); empty: none, '*': any.",
+    )
     insecure: bool = Field(default=False, description="Allow serving off loopback without authentication.")
     api_port: int = Field(default=8000, ge=0, le=65_535)
     rate_window_s: int = Field(default=300, ge=60)

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 import redis.asyncio
 
+from aggregator import errors
 from aggregator.keys import Keys, partition_of
 from aggregator.stats import Tally, merged
 
@@ -81,6 +82,7 @@ class ErrorSignature:
     first_ms: int = 0
     last_ms: int = 0
     queues: dict[str, int] = field(default_factory=dict)
+    types: dict[str, int] = field(default_factory=dict)  # failures per error type the events gave
     error_type: str = "Error"
     sample: str = ""
 
@@ -222,26 +224,41 @@ class StatsStore:
         for i, raw in enumerate(await self._run(pipe)):
             p = i % self.partitions
             per_queue: dict[str, dict[str, int]] = {}
-            bounds: dict[str, dict[str, int]] = {}
+            bounds: dict[str, list[int]] = {}  # sig -> [first, last] over the queues counted
+            types: dict[str, dict[str, int]] = {}
             for k, v in raw.items():
-                kind, _, rest = k.decode().partition(":")
+                fld = k.decode()
+                kind, _, rest = fld.partition(":")
+                if kind == "y":
+                    typed = errors.parse_type_field(fld)
+                    if typed is not None and (wanted is None or typed[1] in wanted):
+                        counts = types.setdefault(typed[0], {})
+                        counts[typed[2]] = counts.get(typed[2], 0) + int(v)
+                    continue
+                sig, per_queue_field, queue = rest.partition(":")
+                if per_queue_field and wanted is not None and queue not in wanted:
+                    continue
                 if kind == "q":
-                    sig, _, queue = rest.partition(":")
-                    if wanted is None or queue in wanted:
-                        per_queue.setdefault(sig, {})[queue] = int(v)
-                elif kind in ("f", "l"):
-                    bounds.setdefault(rest, {})[kind] = int(v)
+                    per_queue.setdefault(sig, {})[queue] = int(v)
+                elif kind == "f":  # f:<sig>:<queue>, or f:<sig> as stored before bounds were per queue
+                    b = bounds.setdefault(sig, [2**63, 0])
+                    b[0] = min(b[0], int(v))
+                elif kind == "l":
+                    b = bounds.setdefault(sig, [2**63, 0])
+                    b[1] = max(b[1], int(v))
             for sig, queue_counts in per_queue.items():
                 entry = found.setdefault((p, sig), ErrorSignature(sig, first_ms=2**63, last_ms=0))
                 for queue, n in queue_counts.items():
                     entry.queues[queue] = entry.queues.get(queue, 0) + n
                     entry.count += n
-                entry.first_ms = min(entry.first_ms, bounds.get(sig, {}).get("f", entry.first_ms))
-                entry.last_ms = max(entry.last_ms, bounds.get(sig, {}).get("l", entry.last_ms))
+                first_ms, last_ms = bounds.get(sig, (entry.first_ms, entry.last_ms))
+                entry.first_ms, entry.last_ms = min(entry.first_ms, first_ms), max(entry.last_ms, last_ms)
+                for etype, n in types.get(sig, {}).items():
+                    entry.types[etype] = entry.types.get(etype, 0) + n
         if not found:
             return []
         # A signature lives in several partitions when queues of several share it: merge them,
-        # then describe each from one partition (type and sample are alike in all).
+        # then describe each from one partition (any one sample will do).
         merged_sigs: dict[str, tuple[int, ErrorSignature]] = {}
         for (p, sig), entry in found.items():
             if sig not in merged_sigs:
@@ -253,13 +270,17 @@ class StatsStore:
             into.last_ms = max(into.last_ms, entry.last_ms)
             for q, n in entry.queues.items():
                 into.queues[q] = into.queues.get(q, 0) + n
+            for etype, n in entry.types.items():
+                into.types[etype] = into.types.get(etype, 0) + n
         pipe = self.client.pipeline(transaction=False)
         for sig, (p, _) in merged_sigs.items():
             pipe.hmget(self.keys.error_sig(p, sig), ["type", "sample"])
         out = []
         for (_, entry), (etype, sample) in zip(merged_sigs.values(), await self._run(pipe), strict=True):
-            entry.error_type = etype.decode() if etype else "Error"
             entry.sample = sample.decode() if sample else ""
+            # "type" is only in signatures stored before types were counted per event
+            entry.error_type = (errors.most_frequent_type(entry.types, entry.sample) if entry.types or not etype
+                                else etype.decode())
             out.append(entry)
         return out
 

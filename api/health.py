@@ -1,4 +1,4 @@
-"""Health rules (DESIGN.md): pure functions from figures to alerts."""
+"""Health rules (docs/definitions.md, "health"): pure functions from figures to alerts."""
 
 from __future__ import annotations
 

@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 import redis
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from aggregator.connection import RedisTarget
+from aggregator.connection import RedisTarget, store_partitions_async
 from aggregator.keys import Keys
 from aggregator.settings import Settings
 from api.auth import AuthMiddleware, Credentials
@@ -21,7 +22,8 @@ from api.routers.stream import StreamSlots
 
 
 class PartitionCount:
-    """P as stored in the meta key, read once it exists; the setting until then."""
+    """P as stored in the meta key (stored by this API if it is the first component to start);
+    the setting while Redis cannot be read."""
 
     def __init__(self, client: redis.asyncio.Redis, keys: Keys, fallback: int) -> None:
         self.client, self.keys, self.fallback = client, keys, fallback
@@ -30,13 +32,17 @@ class PartitionCount:
     async def __call__(self) -> int:
         if self.known is None:
             try:
-                raw = await self.client.hget(self.keys.meta, "partitions")  # type: ignore[misc]  # redis-py 5 stubs
+                self.known = await self._stored()
             except (redis.RedisError, OSError):
                 return self.fallback
-            if raw is None:
-                return self.fallback
-            self.known = int(raw)
-        return self.known
+        return self.known if self.known is not None else self.fallback
+
+    async def _stored(self) -> int | None:
+        try:
+            return await store_partitions_async(self.client, self.keys, self.fallback)
+        except redis.exceptions.NoPermissionError:  # the read-only ACL user: read what another stored
+            raw = await self.client.hget(self.keys.meta, "partitions")  # type: ignore[misc]  # redis-py 5 stubs
+            return None if raw is None else int(raw)
 
 
 def create_app(settings: Settings, target: RedisTarget | None = None) -> FastAPI:
@@ -62,6 +68,8 @@ def create_app(settings: Settings, target: RedisTarget | None = None) -> FastAPI
     app.state.started_s = time.time()
     app.state.streams = StreamSlots(settings.stream_max_clients)
     app.add_middleware(AuthMiddleware, credentials=Credentials.from_settings(settings), settings=settings)
+    if settings.trusted_proxies:  # added last, so it runs first: the lockout sees the forwarded client
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     install_error_handlers(app)
     app.include_router(stats.router)
     app.include_router(stream.router)

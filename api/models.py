@@ -1,5 +1,5 @@
 """Response models: hammerwork_web::api::stats field for field, plus added
-fields (never renamed). Each field says what it means; see DESIGN.md."""
+fields (never renamed). Each field says what it means; see docs/definitions.md."""
 
 from __future__ import annotations
 
@@ -131,12 +131,13 @@ class HourlyTrend(BaseModel):
 class ErrorPattern(BaseModel):
     """Failures sharing one normalised message."""
 
-    error_type: str = Field(description="The events' error_type, else one classified from the message.")
+    error_type: str = Field(description="The error_type the events gave most often (ties: first by name), "
+                            "else one classified from the message.")
     count: int = Field(ge=0, description="Failures with this signature in the range.")
     percentage: float = Field(description="% of failures carrying an error in the range.")
     sample_message: str = Field(description="One message with this signature.")
-    first_seen: datetime = Field(description="Earliest event time in the range.")
-    last_seen: datetime = Field(description="Latest event time in the range.")
+    first_seen: datetime = Field(description="Earliest event time of the failures counted (with queues=, theirs).")
+    last_seen: datetime = Field(description="Latest event time of the failures counted (with queues=, theirs).")
     affected_queues: list[str] = Field(description="Queues it occurred in, sorted.")
 
 

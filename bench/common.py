@@ -91,6 +91,29 @@ def xadd(pipe: Pipeline, stream: str, body: bytes, maxlen: int | None = None) ->
     pipe.execute_command("XADD", stream, *trim, "*", "event", body)  # type: ignore[no-untyped-call]
 
 
+def redis_cpu_s(client: redis.Redis) -> float:
+    """CPU seconds (user + sys) the Redis server has used so far, from INFO cpu."""
+    info: dict[str, Any] = client.info("cpu")  # type: ignore[assignment]
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def command_calls(client: redis.Redis) -> dict[str, tuple[int, float]]:
+    """Per-command (calls, total µs) from INFO commandstats."""
+    info: dict[str, Any] = client.info("commandstats")  # type: ignore[assignment]
+    return {name.removeprefix("cmdstat_"): (int(v["calls"]), float(v["usec"])) for name, v in info.items()}
+
+
+def command_delta(before: dict[str, tuple[int, float]], after: dict[str, tuple[int, float]],
+                  per: int) -> dict[str, dict[str, float]]:
+    """Calls and µs per ``per`` events of each command between two INFO commandstats readings."""
+    out = {}
+    for name, (calls, usec) in after.items():
+        c0, u0 = before.get(name, (0, 0.0))
+        if calls > c0:
+            out[name] = {"calls_per_event": round((calls - c0) / per, 3), "us_per_event": round((usec - u0) / per, 3)}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]["us_per_event"]))
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of a process, from /proc."""
     with open(f"/proc/{pid}/status") as f:

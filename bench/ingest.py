@@ -1,8 +1,13 @@
 """Aggregator ingest: one ``jobpulse aggregate --drain`` process vs a raw
-``XREAD COUNT 1000`` drain of the same streams by the same Python, one run.
+``XREAD COUNT 1000`` drain of the same streams that parses every event's JSON,
+by the same Python, one run. Redis CPU (INFO cpu) and its commands (INFO
+commandstats) are measured over the aggregator's drain.
 
-    python -m bench.ingest                      # 1,000,000 events over 50 queues
+    python -m bench.ingest                      # 1,000,000 events over 50 queues, an hour of event time
+    python -m bench.ingest --hours 48           # the same spread over two days (a backfill)
     python -m bench.ingest --events 200000
+
+Run it against a Redis nothing else uses: Redis CPU is read server-wide.
 
 Prints one JSON object (last line of stdout). Uses JOBPULSE_TEST_REDIS_URL
 (default local DB 0) under a throw-away key prefix, deleted afterwards.
@@ -19,20 +24,32 @@ import orjson
 import redis
 
 from aggregator.keys import Keys, partition_of
-from bench.common import Namespace, jobpulse, namespace, report, rss_mb, xadd
+from bench.common import (
+    Namespace,
+    command_calls,
+    command_delta,
+    jobpulse,
+    namespace,
+    redis_cpu_s,
+    report,
+    rss_mb,
+    xadd,
+)
 from tests.workload import lifecycle
 
 
-def preload(ns: Namespace, n_events: int, n_queues: int, partitions: int) -> int:
-    """XADD a realistic mix (lifecycles with retries, failures, timeouts) of ``n_events``; returns the count."""
+def preload(ns: Namespace, n_events: int, n_queues: int, partitions: int, hours: float = 1.0) -> int:
+    """XADD a realistic mix (lifecycles with retries, failures, timeouts) of ``n_events`` spread over
+    the last ``hours`` of event time; returns the count."""
     rng = random.Random(1)
-    t0_ms = int(time.time() * 1000) - 3_600_000
+    span_ms = int(hours * 3_600_000)
+    t0_ms = int(time.time() * 1000) - span_ms
     pipe = ns.client.pipeline(transaction=False)
     n = job = 0
     while n < n_events:
         queue = f"queue-{job % n_queues}"
         stream = ns.keys.stream(partition_of(queue, partitions))
-        for ev in lifecycle(rng, f"job-{job}", queue, t0_ms + job * 3_600_000 // max(n_events, 1)):
+        for ev in lifecycle(rng, f"job-{job}", queue, t0_ms + job * span_ms // max(n_events, 1)):
             del ev["_ts_ms"]
             xadd(pipe, stream, orjson.dumps(ev))
             n += 1
@@ -44,7 +61,7 @@ def preload(ns: Namespace, n_events: int, n_queues: int, partitions: int) -> int
 
 
 def raw_drain(client: redis.Redis, keys: Keys, partitions: int, count: int) -> int:
-    """Read every stream to its end with XREAD COUNT ``count``, doing nothing with the entries."""
+    """Read every stream to its end with XREAD COUNT ``count``, parsing each event's JSON."""
     last = {keys.stream(p): "0-0" for p in range(partitions)}
     n = 0
     while last:
@@ -52,6 +69,8 @@ def raw_drain(client: redis.Redis, keys: Keys, partitions: int, count: int) -> i
         if not reply:
             break
         for stream, entries in reply:
+            for _, fields in entries:
+                orjson.loads(fields[b"event"])
             n += len(entries)
             last[stream.decode()] = entries[-1][0].decode()
     return n
@@ -71,16 +90,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--queues", type=int, default=50)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--hours", type=float, default=1.0, help="event time spanned by the workload")
     args = parser.parse_args()
     with namespace(args.partitions) as ns:
-        n = preload(ns, args.events, args.queues, args.partitions)
+        n = preload(ns, args.events, args.queues, args.partitions, args.hours)
         t = time.perf_counter()
         raw_n = raw_drain(ns.client, ns.keys, args.partitions, 1000)
         raw_s = time.perf_counter() - t
 
+        cpu0, calls0 = redis_cpu_s(ns.client), command_calls(ns.client)
         t = time.perf_counter()
-        proc = jobpulse(["aggregate", "--drain"], ns.env(batch_size=args.batch, partitions=args.partitions))
+        proc = jobpulse(["aggregate", "--drain"], ns.env(partitions=args.partitions))
         rss_at_10pct = peak_rss = 0.0
         while proc.poll() is None:
             rss = rss_mb(proc.pid)
@@ -92,6 +112,8 @@ def main() -> None:
         if proc.returncode != 0:
             raise SystemExit(proc.stderr.read().decode()[-3000:] if proc.stderr else "aggregator failed")
         applied = consumed(ns, args.partitions)
+        redis_cpu = redis_cpu_s(ns.client) - cpu0
+        commands = command_delta(calls0, command_calls(ns.client), max(applied, 1))
     agg_rate, raw_rate = applied / agg_s, raw_n / raw_s
     report(
         {
@@ -99,16 +121,19 @@ def main() -> None:
             "events": applied,
             "queues": args.queues,
             "partitions": args.partitions,
-            "batch_size": args.batch,
+            "event_time_hours": args.hours,
             "aggregator_events_per_s": round(agg_rate),
             "raw_xread_events_per_s": round(raw_rate),
             "ratio": round(agg_rate / raw_rate, 3),
             "aggregator_seconds": round(agg_s, 2),
+            "redis_cpu_us_per_event": round(redis_cpu * 1e6 / max(applied, 1), 2),
+            "redis_commands": commands,
             "aggregator_rss_mb_at_10pct": round(rss_at_10pct, 1),
             "aggregator_rss_mb_peak": round(peak_rss, 1),
         },
         f"ingest: {agg_rate:,.0f} events/s by one aggregator process (exactly-once, job state on) vs "
-        f"{raw_rate:,.0f} raw XREAD -> ratio {agg_rate / raw_rate:.3f}; RSS {rss_at_10pct:.0f} MB at 10 % "
+        f"{raw_rate:,.0f} raw XREAD+parse -> ratio {agg_rate / raw_rate:.3f}; Redis CPU "
+        f"{redis_cpu * 1e6 / max(applied, 1):.1f} µs/event; RSS {rss_at_10pct:.0f} MB at 10 % "
         f"-> {peak_rss:.0f} MB peak",
     )
 

@@ -1,4 +1,4 @@
-"""Fixtures: a real Redis and a clean key namespace per test."""
+"""Fixtures: a real Redis and a clean key namespace per test; each test marked with its group."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,9 +16,17 @@ import redis
 
 from aggregator.embedded import free_port
 from aggregator.settings import Settings
+from tests.groups import group_of
+from tests.helpers import REDIS_URL
 
-REDIS_URL = os.environ.get("JOBPULSE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` selects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test ``unit``, ``integration`` or ``system`` (see tests/groups.py)."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if isinstance(item, pytest.Function) else ""
+        function = item.originalname if isinstance(item, pytest.Function) else item.name
+        item.add_marker(group_of(module, function, list(getattr(item, "fixturenames", ()))))
 
 
 @pytest.fixture(scope="session")

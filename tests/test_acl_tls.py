@@ -63,7 +63,7 @@ def server(tmp_path: Path) -> Iterator[AclServer]:
 
 def test_every_component_works_under_its_acl_user_over_tls(server: AclServer) -> None:
     agg = server.settings("aggregator")
-    Aggregator(agg, RedisTarget(agg.redis_url).sync())  # stores P, as the first aggregator does
+    # the emitter starts first, on a store no aggregator has seen: its user may store P (HSETNX)
     with Emitter(server.settings("emitter"), worker_id="acl-worker", concurrency=2) as emitter:
         for i in range(20):
             emitter.enqueued(f"j{i}", "billing")
@@ -103,6 +103,7 @@ def test_the_emitter_user_cannot_read_stats_or_delete_streams(server: AclServer)
 
     emitter = redis.Redis.from_url(server.url_for("emitter"))
     assert emitter.hget(keys.meta, "partitions") == b"2"  # what it needs: read P, append events
+    assert emitter.hsetnx(keys.meta, "partitions", 9) == 0  # store P if absent, never change it
     assert emitter.xadd(keys.stream(p), {"event": "{}"})
     denied = [
         lambda: emitter.hgetall(keys.totals(p, "billing")),  # stats
@@ -110,6 +111,9 @@ def test_the_emitter_user_cannot_read_stats_or_delete_streams(server: AclServer)
         lambda: emitter.delete(keys.stream(p)),
         lambda: emitter.xtrim(keys.stream(p), maxlen=0),
         lambda: emitter.hset(keys.meta, "partitions", 9),
+        lambda: emitter.hdel(keys.meta, "partitions"),
+        lambda: emitter.xadd(keys.meta, {"event": "{}"}),  # could turn a missing meta key into a stream
+        lambda: emitter.hsetnx(keys.totals(p, "billing"), "n:forged", 1),  # HSETNX reaches the meta key only
         lambda: emitter.set("unrelated", 1),
         lambda: emitter.flushall(),
     ]

@@ -16,7 +16,7 @@ from aggregator.consumer import Aggregator
 from aggregator.emitter import Emitter
 from aggregator.settings import Settings
 from api.main import create_app
-from tests.conftest import SHARED
+from tests.helpers import FIXTURES
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def _check(value: Any, shape: Any, where: str) -> None:
 
 
 def test_every_route_matches_hammerwork_shapes(api: TestClient) -> None:
-    shapes = json.loads((SHARED / "hammerwork-stats-shapes.json").read_text())
+    shapes = json.loads((FIXTURES / "hammerwork_stats_shapes.json").read_text())
     envelope = shapes["ApiResponse"]
     routes = {
         "/api/stats/overview": shapes["SystemOverview"],

@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from aggregator.embedded import free_port
 from aggregator.settings import Settings
@@ -124,3 +125,39 @@ def test_insecure_overrides_with_a_warning_and_auth_needs_no_override() -> None:
             proc.terminate()
             out, _ = proc.communicate(timeout=20)
         assert ("WITHOUT authentication" in out) == bool(args), out
+
+
+def _request(api: TestClient, peer: str, forwarded_for: str, password: str) -> int:
+    """Status of a request arriving from ``peer`` (the TCP peer) with an X-Forwarded-For header."""
+    headers = {**_basic(USER, password), "X-Forwarded-For": forwarded_for, "X-Test-Peer": peer}
+    return api.get("/api/stats/overview", headers=headers).status_code
+
+
+def _peer_from_header(app: ASGIApp) -> ASGIApp:
+    """The app, seeing as TCP peer the address in X-Test-Peer (one app, one lockout, several peers)."""
+
+    async def shim(scope: Scope, receive: Receive, send: Send) -> None:
+        peer = dict(scope.get("headers", [])).get(b"x-test-peer")
+        if scope["type"] == "http" and peer:
+            scope["client"] = (peer.decode(), 40000)
+        await app(scope, receive, send)
+
+    return shim
+
+
+@pytest.mark.parametrize("trusted", ["", "10.0.0.5", "10.0.0.0/24"])
+def test_the_lockout_sees_the_client_behind_a_trusted_proxy_only(secured: Settings, redis_url: str,
+                                                                 trusted: str) -> None:
+    settings = secured.model_copy(update={"trusted_proxies": trusted, "redis_url": redis_url, "key_prefix": "auth"})
+    proxy, stranger = "10.0.0.5", "10.9.9.9"
+    with TestClient(_peer_from_header(create_app(settings))) as api:
+        for i in range(5):
+            assert _request(api, proxy, "203.0.113.7", f"guess-{i}") == 401  # one client's typos, via the proxy
+        # another client through the same proxy: locked out with it unless the proxy is trusted
+        assert _request(api, proxy, "198.51.100.2", PASSWORD) == (200 if trusted else 429)
+        assert _request(api, proxy, "203.0.113.7", PASSWORD) == 429
+        # a peer that is not a trusted proxy cannot pass for another address: its failures are its own
+        for i in range(5):
+            assert _request(api, stranger, "198.51.100.9", f"guess-{i}") == 401
+        assert _request(api, stranger, "192.0.2.1", PASSWORD) == 429
+        assert _request(api, proxy, "198.51.100.9", PASSWORD) == (200 if trusted else 429)

@@ -1,14 +1,16 @@
-"""`jobpulse serve --demo` as a user runs it: no Redis URL, real numbers within 10 s."""
+"""`jobpulse serve --demo` as a user runs it: no Redis URL, real numbers within 10 s; Ctrl-C stops it cleanly."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
 import httpx
+import pytest
 
 from aggregator.embedded import free_port
 
@@ -35,3 +37,33 @@ def test_serve_demo_shows_completed_and_failed_jobs_within_10_s() -> None:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=15)
     assert b"store = embedded" in out
+
+
+def test_ctrl_c_stops_serve_cleanly_and_its_embedded_store_with_it() -> None:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it: exit 0, no warning, no store left."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPULSE_")}
+    proc = subprocess.Popen([sys.executable, "-m", "aggregator", "serve", "--demo", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/stats/overview", timeout=2).json()["data"]["total_jobs"]:
+                    break
+            except (httpx.TransportError, KeyError, TypeError):
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "serve --demo did not come up"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, out
+    assert "WARNING" not in out and "Traceback" not in out, out
+    store = re.search(r"embedded redis-server \(pid (\d+)\)", out)
+    if store:  # the child was stopped, not left running
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(store.group(1)), 0)

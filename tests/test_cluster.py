@@ -22,8 +22,8 @@ from aggregator.emitter import Emitter
 from aggregator.keys import Keys
 from aggregator.settings import Settings
 from api.main import create_app
+from tests.helpers import assert_exact
 from tests.redis_cluster import available, redis_cluster
-from tests.test_consumer import assert_exact
 from tests.workload import build, publish
 
 P = 16

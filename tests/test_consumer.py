@@ -2,44 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import redis
 
 from aggregator.consumer import Aggregator
-from aggregator.keys import Keys, partition_of
+from aggregator.keys import Keys
 from aggregator.settings import Settings
-from tests.workload import Expected, build, publish
+from tests.helpers import assert_exact, spawn_aggregator
+from tests.workload import build, publish
 
 T0_MS = int(time.time() * 1000) - 3_600_000
-
-
-def assert_exact(client: redis.Redis, settings: Settings, expected: Expected) -> None:
-    """Every queue's lifetime counters and gauges equal the workload's."""
-    keys, p_count = Keys(settings.key_prefix), settings.partitions
-    queues = {q for q, _ in expected.counts}
-    for q in sorted(queues):
-        p = partition_of(q, p_count)
-        totals = {k.decode(): int(v) for k, v in client.hgetall(keys.totals(p, q)).items() if k.startswith(b"n:")}
-        want = {f"n:{kind}": n for (qq, kind), n in expected.counts.items() if qq == q}
-        assert totals == want, q
-        assert client.zcard(keys.pending(p, q)) == expected.gauge(q, "P"), q
-        assert client.zcard(keys.running(p, q)) == expected.gauge(q, "R"), q
-
-
-def spawn_aggregator(settings: Settings, *args: str, batch_size: int = 300) -> subprocess.Popen[bytes]:
-    """``jobpulse aggregate`` as a child process with the settings' Redis, prefix, P and lease."""
-    env = dict(os.environ, JOBPULSE_REDIS_URL=settings.redis_url or "", JOBPULSE_KEY_PREFIX=settings.key_prefix,
-               JOBPULSE_PARTITIONS=str(settings.partitions), JOBPULSE_LEASE_TTL_MS=str(settings.lease_ttl_ms),
-               JOBPULSE_BATCH_SIZE=str(batch_size))
-    return subprocess.Popen([sys.executable, "-m", "aggregator", "aggregate", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 @pytest.mark.slow
@@ -80,17 +56,16 @@ def test_stale_owner_is_fenced_out(settings: Settings, client: redis.Redis) -> N
     first = Aggregator(small, client, owner_id="first")
     first.rebalance(want_all=True)
     publish(client, keys, settings.partitions, events)
-    assert first._step(sorted(first.owned)[0]) > 0
-    first._settle()
+    assert first.step_all() > 0
+    first.flush_all()
     for p in range(settings.partitions):  # the first owner stalls past its lease
         client.delete(keys.lease(p))
     second = Aggregator(small, client, owner_id="second")
     second.rebalance(want_all=True)
     assert len(second.owned) == settings.partitions
     with_data = [p for p in range(settings.partitions) if client.xlen(keys.stream(p))]
-    for p in list(first.owned):
-        first._step(p)  # folded, then refused by the apply script: nothing applied
-        first._flush()
+    first.step_all()  # folded, then refused by the apply script: nothing applied
+    first.flush_all()
     assert first.progress.fenced == len(with_data) > 0
     assert not set(first.owned) & set(with_data)
     second.run(drain=True)
@@ -109,9 +84,9 @@ def test_two_aggregators_started_together_share_without_double_counting(
     b.rebalance(want_all=True)
     assert set(a.owned).isdisjoint(b.owned)
     for agg in (a, b):
-        while any(agg._step(p) for p in list(agg.owned)):
+        while agg.step_all():
             pass
-        agg._flush()
+        agg.flush_all()
     a.release_all()
     b.run(drain=True)
     assert_exact(client, settings, expected)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aggregator.errors import classify, normalise, signature
+from aggregator.errors import classify, most_frequent_type, normalise, signature
 
 
 def test_same_failure_with_other_values_shares_a_signature() -> None:
@@ -17,3 +17,9 @@ def test_classify_guesses_a_type_from_the_message() -> None:
     assert classify("Connection refused") == "ConnectionError"
     assert classify("request timed out") == "TimeoutError"
     assert classify("weird") == "Error"
+
+
+def test_most_frequent_type_wins_ties_by_name_and_falls_back_to_the_message() -> None:
+    assert most_frequent_type({"timeout": 3, "TimeoutError": 2}, "x") == "timeout"
+    assert most_frequent_type({"b": 2, "a": 2}, "x") == "a"
+    assert most_frequent_type({}, "connection refused") == "ConnectionError"

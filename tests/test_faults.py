@@ -19,8 +19,8 @@ from aggregator.emitter import Emitter
 from aggregator.keys import Keys, partition_of
 from aggregator.settings import Settings
 from api.main import create_app
+from tests.helpers import assert_exact, spawn_aggregator
 from tests.redis_process import RedisProcess
-from tests.test_consumer import assert_exact, spawn_aggregator
 from tests.workload import build, publish
 
 T0_MS = int(time.time() * 1000) - 3_600_000

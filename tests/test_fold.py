@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import random
+import time
 import uuid
 
 import fakeredis
 import orjson
+import redis
+from fastapi.testclient import TestClient
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from aggregator.connection import RedisTarget
 from aggregator.consumer import Aggregator
+from aggregator.jobcache import JobRecord
 from aggregator.keys import Keys, partition_of
 from aggregator.settings import Settings
-from tests.workload import Expected, lifecycle
+from api.main import create_app
+from tests.workload import Expected, event, lifecycle, publish
 
 QUEUES = ["a", "b"]
+T0_MS = (int(time.time()) // 86_400 - 1) * 86_400_000  # yesterday: inside every retention, same all day
 
 
 def _run(events: list[dict[str, object]], cfg: Settings) -> fakeredis.FakeRedis:
@@ -47,7 +54,7 @@ def test_gauges_match_reference_model(seed: int, n_jobs: int, shuffle: bool, dup
     expected = Expected()
     events = []
     for j in range(n_jobs):
-        evs = lifecycle(rng, f"j{j}", rng.choice(QUEUES), 1_700_000_000_000 + rng.randint(0, 10_000))
+        evs = lifecycle(rng, f"j{j}", rng.choice(QUEUES), T0_MS + rng.randint(0, 10_000))
         for ev in evs:
             expected.add(ev)
         events.extend(evs)
@@ -74,11 +81,74 @@ def test_gauges_match_reference_model(seed: int, n_jobs: int, shuffle: bool, dup
 
 def test_future_events_are_clamped_to_arrival_and_counted() -> None:
     cfg = Settings(key_prefix="clamp", partitions=1)
-    arrival_guess_ms = int(__import__("time").time() * 1000)
+    arrival_guess_ms = int(time.time() * 1000)
     ev = {"event_id": "e1", "job_id": "j", "queue_name": "a", "event_type": "enqueued",
           "timestamp": "2999-01-01T00:00:00Z", "_ts_ms": 0}
     client = _run([ev], cfg)
     keys = Keys("clamp")
     assert client.hget(keys.watermark(0), "clamped") == b"1"
-    stored = int(client.hget(keys.job(0, "j"), "t") or 0)
+    stored = JobRecord.decode(client.get(keys.job(0, "j")) or b"").ts_ms
     assert abs(stored - arrival_guess_ms) < 60_000  # the arrival time, not the year 2999
+
+
+def _stored(client: fakeredis.FakeRedis, prefix: str) -> dict[bytes, object]:
+    """Every stats key and its content; the stream, leases and timing fields left out."""
+    out: dict[bytes, object] = {}
+    for key in client.scan_iter(match=f"*{prefix}*", count=1000):
+        if key.endswith((b":events", b":lease", b":fence", b":aggregators")) or b":aggregator:" in key:
+            continue
+        kind = client.type(key)
+        if kind == b"hash":
+            out[key] = {k: v for k, v in client.hgetall(key).items() if k not in (b"applied_ms", b"id")}
+        elif kind == b"zset":
+            out[key] = client.zrange(key, 0, -1, withscores=True)
+        elif kind == b"set":
+            out[key] = sorted(client.smembers(key))
+        elif kind == b"string":
+            out[key] = client.get(key)
+    return out
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10**6), chunk=st.integers(1, 40), per_flush=st.integers(1, 200))
+def test_the_same_events_split_by_count_or_by_time_store_the_same_stats(seed: int, chunk: int,
+                                                                          per_flush: int) -> None:
+    rng = random.Random(seed)
+    events = []
+    for j in range(15):
+        events.extend(lifecycle(rng, f"j{j}", rng.choice(QUEUES), T0_MS + rng.randint(0, 600_000)))
+    events.extend(dict(ev) for ev in rng.sample(events, len(events) // 5))  # re-sent copies
+    rng.shuffle(events)
+    prefix = "split" + uuid.uuid4().hex[:6]
+    # one flush per `per_flush` entries read `chunk` at a time, vs a flush for every chunk (a 1 ms interval)
+    by_count = _run(events, Settings(key_prefix=prefix, partitions=2, batch_size=chunk, max_flush_entries=per_flush,
+                                     flush_interval_ms=400))
+    by_time = _run(events, Settings(key_prefix=prefix, partitions=2, batch_size=chunk, flush_interval_ms=1))
+    count_keys, time_keys = _stored(by_count, prefix), _stored(by_time, prefix)
+    differing = {k: (v, time_keys.get(k)) for k, v in count_keys.items() if time_keys.get(k) != v}
+    for k, (a, b) in list(differing.items()):
+        if isinstance(a, dict) and isinstance(b, dict):
+            differing[k] = {f: (a.get(f), b.get(f)) for f in a.keys() | b.keys() if a.get(f) != b.get(f)}
+    assert count_keys.keys() == time_keys.keys() and not differing
+
+
+def test_events_older_than_the_longest_retention_are_dead_lettered(settings: Settings, client: redis.Redis) -> None:
+    keys = Keys(settings.key_prefix)
+    now_ms = int(time.time() * 1000)
+    client.hset(keys.meta, "partitions", settings.partitions)
+    events = [event("ancient", "q", "enqueued", 0, timestamp="0001-01-01T00:00:00Z"),
+              event("ancient", "q", "failed", 0, timestamp="0001-01-01T00:00:01Z", error={"message": "old"}),
+              event("recent", "q", "enqueued", now_ms - 5_000)]
+    publish(client, keys, settings.partitions, events)
+    Aggregator(settings, client).run(drain=True)
+    p = partition_of("q", settings.partitions)
+    dead = client.xrange(keys.deadletter(p))
+    assert len(dead) == 2
+    assert all(b"too old" in fields[b"reason"] and b"ancient" in fields[b"entry"] for _, fields in dead)
+    assert client.hget(keys.watermark(p), "dead_letters") == b"2"
+    assert client.zrange(keys.pending(p, "q"), 0, -1) == [b"recent"]
+    assert client.hget(keys.totals(p, "q"), "n:enqueued") == b"1"
+    with TestClient(create_app(settings, RedisTarget(settings.redis_url))) as api:
+        overview = api.get("/api/stats/overview").json()["data"]
+    assert overview["pending_jobs"] == 1 and overview["failed_jobs"] == 0
+    assert 0 <= overview["oldest_pending_age_seconds"] < 3_600  # the recent job's age, not 2,000 years

@@ -4,6 +4,7 @@ entry is dead-lettered with a reason, every valid one is counted (>= 10,000 entr
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import Counter
 
@@ -17,7 +18,7 @@ from aggregator.consumer import Aggregator
 from aggregator.events import Event, parse_event
 from aggregator.keys import Keys
 from aggregator.settings import Settings
-from tests.conftest import REDIS_URL
+from tests.helpers import REDIS_URL
 
 EXAMPLES, ENTRIES = 200, 55  # 11,000 entries: many small examples keep generation cheap
 
@@ -84,6 +85,7 @@ def test_fuzzed_entries_are_dead_lettered_or_counted(entries: list[tuple[bytes, 
         for field, raw in entries:
             client.xadd(keys.stream(0), {field: raw})
         Aggregator(cfg, client).run(drain=True)  # must not raise
+        oldest_ms = (int(time.time()) - cfg.day_retention_s - 3_600) * 1000  # 1970 is older, 2026 is not
 
         valid: list[Event] = []
         invalid = 0
@@ -94,7 +96,9 @@ def test_fuzzed_entries_are_dead_lettered_or_counted(entries: list[tuple[bytes, 
                 heartbeats += 1  # judged by its own model; counted below either way
                 continue
             item = parse_event(raw, cfg.max_entry_bytes) if field == b"event" else None
-            if isinstance(item, Event):
+            if isinstance(item, Event) and item.ts_ms < oldest_ms:
+                invalid += 1  # older than the longest retention: dead-lettered too
+            elif isinstance(item, Event):
                 if item.event_id not in seen:
                     seen.add(item.event_id)
                     valid.append(item)

@@ -65,6 +65,16 @@ def test_signed_deliveries_are_counted_and_bad_ones_refused_or_dead_lettered(
         assert len(dead) == 1 and b"{not json" in dead[0][1][b"entry"]
 
 
+def test_deliveries_before_any_aggregator_are_kept(settings: Settings, client: redis.Redis) -> None:
+    """The bridge stores P itself on a fresh prefix instead of refusing; the first aggregator counts all."""
+    with TestClient(create_bridge(settings, RedisTarget(settings.redis_url))) as bridge:
+        events = [hammerwork_event(f"j{i}", "early", "enqueued") for i in range(5)]
+        assert post(bridge, orjson.dumps(events), secret=None).json() == {"accepted": 5}
+    assert client.hget(Keys(settings.key_prefix).meta, "partitions") == str(settings.partitions).encode()
+    with Stats(settings) as stats:
+        assert stats.overview()["total_jobs"] == 5
+
+
 def test_redis_down_answers_503_so_hammerwork_retries(settings: Settings) -> None:
     down = settings.model_copy(update={"redis_url": unreachable_redis_url()})
     with TestClient(create_bridge(down)) as bridge:

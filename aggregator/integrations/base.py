@@ -5,7 +5,10 @@ running jobs, and the events that end an attempt.
 One attempt ends in exactly one outcome event (completed, failed, timed_out or
 dead), followed by ``retried`` when the queue will run the job again, so the
 error rate counts each attempt once. A failure the queue will not retry is
-``dead``; a timeout stays ``timed_out`` whether or not it is retried.
+``dead``; a timeout stays ``timed_out`` whether or not it is retried. Every
+integration describes a failure alike (:func:`describe_error`): the original
+exception's class name and message, so ``raise ValueError("boom")`` makes one
+error pattern whichever queue library ran the job.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import atexit
 import functools
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +29,8 @@ from aggregator.settings import Settings
 log = logging.getLogger("jobpulse.integrations")
 
 _MAX_TRACKED = 100_000  # running jobs whose start time is remembered
+# "ValueError: boom" or "rq.timeouts.JobTimeoutException: ...": the last line of a formatted traceback
+_TYPED_LINE = re.compile(r"(?:[A-Za-z_]\w*\.)*([A-Z]\w*)(?::[ \t]*(.*))?", re.DOTALL)
 P = ParamSpec("P")
 
 
@@ -120,6 +126,18 @@ class StartTimes:
         return None if started is None else round((time.monotonic() - started) * 1000)
 
 
+def describe_error(error: BaseException | str) -> tuple[str, str | None]:
+    """(message, error_type) of a failure, the same in every integration: the exception's class
+    name without its module path and its own message; a traceback's last line gives the same."""
+    if isinstance(error, BaseException):
+        name = type(error).__name__
+        return str(error) or name, name
+    match = _TYPED_LINE.fullmatch(error.strip())
+    if match is None:  # a message of ours ("timed out after 5 s"): the aggregator classifies it
+        return error, None
+    return match[2] or match[1], match[1]
+
+
 def attempt_ended(
     em: Emitter,
     job_id: str,
@@ -137,6 +155,7 @@ def attempt_ended(
     if error is None:
         em.completed(job_id, queue, **common)
         return
+    error, common["error_type"] = describe_error(error)
     if timed_out:
         em.timed_out(job_id, queue, error=error, **common)
     elif retrying:

@@ -8,7 +8,8 @@ In the module that builds your Celery app (imported by producers and workers)::
 Publishing a task emits ``enqueued`` (retries re-publish the same task id and
 are reported as ``retried`` instead); the worker emits ``started`` with the
 wait since publication and the attempt number, then the attempt's outcome:
-``completed``; ``failed`` + ``retried`` when the task retries; ``timed_out`` for
+``completed``; ``failed`` + ``retried`` when the task retries (with the exception
+the retry was raised for, not Celery's ``Retry``); ``timed_out`` for
 a soft or hard time limit; ``dead`` for a failure Celery will not retry; and
 ``cancelled`` for a revoked task. The queue is the routing key, the job type
 the task name, the worker id ``<hostname>:<pid>`` (one per pool process).
@@ -21,7 +22,7 @@ import time
 from typing import Any
 
 from celery import Celery, Task, signals
-from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.exceptions import Retry, SoftTimeLimitExceeded, TimeLimitExceeded
 
 from aggregator.integrations.base import ProcessEmitter, StartTimes, attempt_ended, never_raises, since_ms
 from aggregator.settings import Settings
@@ -111,11 +112,22 @@ def _success(sender: Task, **_: Any) -> None:
 @never_raises
 def _retry(sender: Task, request: Any, reason: Any, **_: Any) -> None:
     task_id = request.id
-    error = reason if isinstance(reason, BaseException) else str(reason)
+    error = _original(reason)
     attempt_ended(
         emitter.get(), task_id, _queue_of(sender), error=error, processing_time_ms=_started.stop_ms(task_id),
-        job_type=sender.name, timed_out=isinstance(reason, TIMEOUTS), retrying=True,
+        job_type=sender.name, timed_out=isinstance(error, TIMEOUTS), retrying=True,
     )
+
+
+def _original(reason: Any) -> BaseException | str:
+    """What a retry is for: task_retry hands over the ``Retry`` ("Retry in 0s: ConnectionError(...)"),
+    whose ``exc`` is the exception the task failed with (``excs`` when it was given as text)."""
+    if isinstance(reason, Retry):
+        if isinstance(reason.exc, BaseException):
+            return reason.exc
+        if reason.exc is None and getattr(reason, "excs", None):
+            return str(reason.excs)
+    return reason if isinstance(reason, BaseException) else str(reason)
 
 
 @never_raises

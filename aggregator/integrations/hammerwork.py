@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from aggregator.connection import RedisTarget
+from aggregator.connection import RedisTarget, store_partitions_async
 from aggregator.keys import Keys, partition_of
 from aggregator.settings import Settings
 
@@ -63,6 +63,7 @@ def create_bridge(settings: Settings, target: RedisTarget | None = None) -> Star
     client: redis.asyncio.Redis = (target or RedisTarget(settings.redis_url)).asyncio(
         socket_timeout=2.0, socket_connect_timeout=2.0)
     secret = settings.hammerwork_secret
+    known: list[int] = []  # P, once read
 
     async def receive(request: Request) -> JSONResponse:
         body = await request.body()
@@ -71,11 +72,10 @@ def create_bridge(settings: Settings, target: RedisTarget | None = None) -> Star
         if secret and not hmac.compare_digest(request.headers.get(SIGNATURE_HEADER, ""), signature(secret, body)):
             return JSONResponse({"error": f"missing or wrong {SIGNATURE_HEADER}"}, status_code=401)
         try:
-            raw = await client.hget(keys.meta, "partitions")  # type: ignore[misc]  # redis-py 5 stubs
-            if raw is None:
-                return JSONResponse({"error": "no aggregator has started yet"}, status_code=503)
+            if not known:  # stored by whichever component came first; this bridge if none did
+                known.append(await store_partitions_async(client, keys, settings.partitions))
             pipe = client.pipeline(transaction=False)
-            batch = entries(body, int(raw), keys)
+            batch = entries(body, known[0], keys)
             for stream, event in batch:
                 pipe.xadd(stream, {"event": event}, maxlen=settings.stream_maxlen, approximate=True)
             await pipe.execute()

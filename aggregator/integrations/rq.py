@@ -18,13 +18,21 @@ Jobs scheduled with ``enqueue_at``/``enqueue_in`` are counted when they start.
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC
 from typing import Any
 
 from rq import Queue, Retry, Worker
 from rq.job import Job
 
-from aggregator.integrations.base import ProcessEmitter, StartTimes, attempt_ended, never_raises, since_ms
+from aggregator.integrations.base import (
+    ProcessEmitter,
+    StartTimes,
+    attempt_ended,
+    describe_error,
+    never_raises,
+    since_ms,
+)
 from aggregator.settings import Settings
 
 ATTEMPT_META = "jobpulse_attempt"
@@ -97,9 +105,7 @@ class JobpulseWorker(Worker):
         """RQ's bookkeeping (which may retry the job), then the attempt's outcome."""
         retrying = _will_retry(job, self)  # as RQ decides, before it changes the job
         super().handle_job_failure(job, queue, *args, **kwargs)
-        exc_string = str(kwargs.get("exc_string") or "")
-        self._jobpulse_ended(job, _last_line(exc_string) or "job failed", retrying=retrying,
-                             timed_out=TIMEOUT_EXCEPTION in exc_string)
+        self._jobpulse_failed(job, str(kwargs.get("exc_string") or ""), retrying=retrying)
 
     def handle_job_retry(self, job: Job, queue: Queue, retry: Retry, *args: Any, **kwargs: Any) -> None:
         """RQ's bookkeeping for a job that returned ``Retry``, then its outcome."""
@@ -109,11 +115,16 @@ class JobpulseWorker(Worker):
         self._jobpulse_ended(job, "job returned Retry", retrying=not exhausted)
 
     @never_raises
-    def _jobpulse_ended(self, job: Job, error: str | None, *, retrying: bool, timed_out: bool = False) -> None:
+    def _jobpulse_failed(self, job: Job, exc_string: str, *, retrying: bool) -> None:
+        self._jobpulse_ended(job, _failure(exc_string), retrying=retrying, timed_out=TIMEOUT_EXCEPTION in exc_string)
+
+    @never_raises
+    def _jobpulse_ended(
+        self, job: Job, error: BaseException | str | None, *, retrying: bool, timed_out: bool = False
+    ) -> None:
         attempt_ended(
             emitter.get(), job.id, job.origin, error=error, processing_time_ms=_started.stop_ms(job.id),
             job_type=job.func_name, retrying=retrying, timed_out=timed_out,
-            error_type=_error_type(error) if error else None,
         )
 
 
@@ -125,12 +136,11 @@ def _will_retry(job: Job, worker: Worker) -> bool:
         return False
 
 
-def _last_line(exc_string: str) -> str:
-    """``ValueError: boom`` from a formatted traceback."""
+def _failure(exc_string: str) -> BaseException | str:
+    """The job's exception: RQ calls this inside its ``except``, where the exception itself is at
+    hand (its whole message); else the traceback's last line (``ValueError: boom``)."""
     lines = [line for line in exc_string.strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else ""
-
-
-def _error_type(message: str) -> str | None:
-    head, sep, _ = message.partition(":")
-    return head.rsplit(".", 1)[-1] if sep and head.replace(".", "").replace("_", "").isalnum() else None
+    last = lines[-1].strip() if lines else "job failed"
+    exc = sys.exc_info()[1]
+    # the text RQ formatted may be another exception's (a failure callback that raised)
+    return exc if exc is not None and describe_error(last)[1] == type(exc).__name__ else last

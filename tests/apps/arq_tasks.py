@@ -23,6 +23,11 @@ async def boom(ctx: dict[str, Any], n: int) -> None:
     raise ValueError(f"boom {n}")
 
 
+async def refused(ctx: dict[str, Any]) -> None:
+    """Fails with the exception the other queues' flaky jobs raise; arq does not retry it."""
+    raise ConnectionError("upstream refused")
+
+
 async def flaky(ctx: dict[str, Any]) -> str:
     """Asks for a retry on its first two tries."""
     if ctx["job_try"] <= 2:
@@ -43,7 +48,7 @@ async def slow(ctx: dict[str, Any]) -> None:
 class WorkerSettings:
     """What `arq tests.apps.arq_tasks.WorkerSettings` runs."""
 
-    functions: ClassVar = [ok, boom, flaky, func(hopeless, max_tries=2), func(slow, timeout=0.5)]
+    functions: ClassVar = [ok, boom, refused, flaky, func(hopeless, max_tries=2), func(slow, timeout=0.5)]
     redis_settings = RedisSettings.from_dsn(os.environ.get("JP_TEST_BROKER", "redis://127.0.0.1:6379/8"))
     queue_name = os.environ.get("JP_TEST_QUEUE", "arq:queue")
     max_jobs = 4

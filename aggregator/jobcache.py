@@ -1,0 +1,112 @@
+"""What the partition owner remembers of recent jobs while it holds the lease.
+
+The owner is the only writer of its partition's job states, so after its own
+writes land it knows them without asking Redis. A new owner (or a new fencing
+token, or any failed apply) starts from an empty cache and reads from Redis.
+Entries are dropped, oldest first, beyond a bound, and trusted only while the
+stored key certainly still exists (its TTL is tracked here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import orjson
+
+from aggregator import schema
+
+# Trust a remembered key only until this long before its stored TTL runs out, so a
+# write that assumes the key exists (SET ... KEEPTTL) lands well before it expires.
+_EXPIRY_MARGIN_S = 30
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """A job's latest applied state and the event ids applied to it."""
+
+    state: str
+    ts_ms: int
+    rank: int
+    queue: str
+    event_ids: list[str]
+
+    def encode(self) -> bytes:
+        """The stored form: a JSON array."""
+        return orjson.dumps([self.state, self.ts_ms, self.rank, self.queue, self.event_ids])
+
+    @classmethod
+    def decode(cls, raw: bytes) -> JobRecord:
+        """Parse the stored form."""
+        state, ts_ms, rank, queue, event_ids = orjson.loads(raw)
+        return cls(state, ts_ms, rank, queue, event_ids)
+
+
+@dataclass(slots=True)
+class Known:
+    """A job as this owner knows it: None if Redis holds no state for it."""
+
+    record: JobRecord | None
+    expires_at_s: float | None = None  # when the stored key's TTL runs out; None: not known
+
+
+class JobCache:
+    """Bounded map job id -> :class:`Known`, oldest first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._jobs: dict[str, Known] = {}
+        self._finished: list[str] = []  # put as finished since the last trim
+        self.hits = self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def get(self, job_id: str) -> Known | None:
+        """What is known of ``job_id``, or None if it must be read from Redis."""
+        return self._jobs.get(job_id)
+
+    def put(self, job_id: str, known: Known, finished: bool = False) -> None:
+        """Remember ``known`` as the newest entry; a ``finished`` job is forgotten at the next trim."""
+        self._jobs.pop(job_id, None)
+        self._jobs[job_id] = known
+        if finished:
+            self._finished.append(job_id)
+
+    def missing(self, job_ids: Iterable[str], now_s: float) -> list[str]:
+        """The ids among ``job_ids`` whose state must be read from Redis (stale entries are dropped)."""
+        out: list[str] = []
+        jobs = self._jobs
+        for job_id in job_ids:
+            known = jobs.get(job_id)
+            if known is not None and (known.expires_at_s is None or known.expires_at_s - _EXPIRY_MARGIN_S > now_s):
+                self.hits += 1
+                continue
+            if known is not None:
+                del jobs[job_id]
+            self.misses += 1
+            out.append(job_id)
+        return out
+
+    def trim(self) -> None:
+        """Forget finished jobs, then the oldest entries beyond the capacity.
+
+        Only when no flush of the partition is in flight: what is forgotten is
+        then stored in Redis, and read back if it is needed again. Finished jobs
+        rarely get another event, so keeping them would only cost memory.
+        """
+        jobs = self._jobs
+        for job_id in self._finished:
+            known = jobs.get(job_id)
+            if known is not None and known.record is not None and known.record.state == schema.JOB_FINISHED:
+                del jobs[job_id]
+        self._finished.clear()
+        excess = len(jobs) - self.capacity
+        if excess > 0:
+            for job_id in list(self._jobs)[:excess]:
+                del self._jobs[job_id]
+
+    def clear(self) -> None:
+        """Forget everything (after a failed apply or a lost lease)."""
+        self._jobs.clear()
+        self._finished.clear()

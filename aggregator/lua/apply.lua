@@ -1,0 +1,122 @@
+-- Applies one flush of one partition, all or nothing:
+-- (1) the caller still holds the lease (fencing), (2) the flush starts at the
+-- stored watermark and roll-up mark, (3) every effect, (4) the new watermark,
+-- roll-up mark and lost-entry count, and the trim behind the watermark.
+-- Both checks come before the first write: a script that fails half way
+-- does not roll back.
+-- KEYS[1] lease, KEYS[2] watermark hash, KEYS[3] stream, KEYS[4] partition
+-- summary, KEYS[5] oldest-pending set, KEYS[6..] the keys the ops name
+-- ARGV[1] lease value, ARGV[2] expected watermark id, ARGV[3] new watermark id,
+-- ARGV[4] entries consumed, ARGV[5] now (ms), ARGV[6] expected roll-up mark
+-- ('' if none), ARGV[7] new roll-up mark ('' to leave it), ARGV[8..] ops, each
+-- "code, key number, item count, items..." (the codes: aggregator/schema.py).
+-- Items are read straight from ARGV (no decoding step): the script's time
+-- goes to the Redis commands themselves.
+
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('FENCED lease lost')
+end
+local wm = redis.call('HGET', KEYS[2], 'id') or '0-0'
+if wm ~= ARGV[2] then
+  return redis.error_reply('WATERMARK expected ' .. ARGV[2] .. ' found ' .. wm)
+end
+local rolled = redis.call('HGET', KEYS[2], 'rolled') or ''
+if rolled ~= ARGV[6] then
+  return redis.error_reply('ROLLED expected ' .. ARGV[6] .. ' found ' .. rolled)
+end
+
+local gauges = {}
+local i, n = 8, #ARGV
+while i <= n do
+  local code, key, first = ARGV[i], KEYS[tonumber(ARGV[i + 1])], i + 3
+  local last = i + 2 + tonumber(ARGV[i + 2])
+  if code == 'I' then
+    for j = first, last, 2 do
+      redis.call('HINCRBY', key, ARGV[j], ARGV[j + 1])
+    end
+  elseif code == 'X' or code == 'N' then
+    for j = first, last, 2 do
+      local cur = tonumber(redis.call('HGET', key, ARGV[j]))
+      local new = tonumber(ARGV[j + 1])
+      if cur == nil or (code == 'X' and new > cur) or (code == 'N' and new < cur) then
+        redis.call('HSET', key, ARGV[j], ARGV[j + 1])
+      end
+    end
+  elseif code == 'J' then
+    for j = first, last, 3 do
+      if ARGV[j + 2] == '0' then
+        redis.call('SET', KEYS[tonumber(ARGV[j])], ARGV[j + 1], 'KEEPTTL')
+      else
+        redis.call('SET', KEYS[tonumber(ARGV[j])], ARGV[j + 1], 'EX', ARGV[j + 2])
+      end
+    end
+  elseif code == 'Z' then
+    local g = ARGV[first]
+    gauges[g] = (gauges[g] or 0) + redis.call('ZADD', key, unpack(ARGV, first + 1, last))
+  elseif code == 'R' then
+    local g = ARGV[first]
+    gauges[g] = (gauges[g] or 0) - redis.call('ZREM', key, unpack(ARGV, first + 1, last))
+  elseif code == 'O' then
+    for j = first, last, 2 do
+      local head = redis.call('ZRANGE', KEYS[tonumber(ARGV[j])], 0, 0, 'WITHSCORES')
+      if #head == 0 then
+        redis.call('ZREM', key, ARGV[j + 1])
+      else
+        redis.call('ZADD', key, head[2], ARGV[j + 1])
+      end
+    end
+  elseif code == 'S' then
+    redis.call('HSET', key, unpack(ARGV, first, last))
+  elseif code == 's' then
+    for j = first, last, 2 do
+      redis.call('HSETNX', key, ARGV[j], ARGV[j + 1])
+    end
+  elseif code == 'A' then
+    redis.call('SADD', key, unpack(ARGV, first, last))
+  elseif code == 'M' then
+    redis.call('SREM', key, unpack(ARGV, first, last))
+  elseif code == 'E' then
+    for j = first, last, 2 do
+      redis.call('EXPIREAT', KEYS[tonumber(ARGV[j])], ARGV[j + 1])
+    end
+  elseif code == 'T' then
+    for j = first, last, 2 do
+      redis.call('EXPIRE', KEYS[tonumber(ARGV[j])], ARGV[j + 1])
+    end
+  elseif code == 'D' then
+    for j = first + 1, last, 3 do
+      redis.call('XADD', key, 'MAXLEN', '~', ARGV[first], '*',
+        'source_id', ARGV[j], 'reason', ARGV[j + 1], 'entry', ARGV[j + 2])
+    end
+  else
+    return redis.error_reply('BADOP ' .. tostring(code))
+  end
+  i = last + 1
+end
+
+for g, delta in pairs(gauges) do
+  redis.call('HINCRBY', KEYS[4], g, delta)
+end
+
+redis.call('HSET', KEYS[2], 'id', ARGV[3], 'applied_ms', ARGV[5])
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'rolled', ARGV[7]) end
+local consumed = redis.call('HINCRBY', KEYS[2], 'consumed', ARGV[4])
+redis.call('XTRIM', KEYS[3], 'MINID', ARGV[3])
+
+-- Every entry ever added is consumed, still unread, or was trimmed unread (lost).
+-- After the trim the stream holds the unread entries and, at most, the watermark's own.
+local added, unread = -1, 0
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  local info = redis.call('XINFO', 'STREAM', KEYS[3])
+  for j = 1, #info, 2 do
+    if info[j] == 'entries-added' then added = info[j + 1] end
+    if info[j] == 'length' then unread = info[j + 1] end
+  end
+  if unread > 0 and #redis.call('XRANGE', KEYS[3], ARGV[3], ARGV[3]) > 0 then unread = unread - 1 end
+end
+local lost = 0
+if added >= 0 then
+  lost = added - consumed - unread - tonumber(redis.call('HGET', KEYS[2], 'lost') or '0')
+  if lost > 0 then redis.call('HINCRBY', KEYS[2], 'lost', lost) else lost = 0 end
+end
+return lost

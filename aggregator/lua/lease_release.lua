@@ -1,0 +1,3 @@
+-- Partition lease: release. KEYS and ARGV as in aggregator/lease.py.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0

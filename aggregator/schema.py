@@ -1,0 +1,52 @@
+"""The storage schema's vocabulary: every hash field the write side writes and
+the read side parses, and the op codes of the apply script.
+
+Key names live in :mod:`aggregator.keys`; this module names what is inside
+the keys, so ``fold``, ``effects``, the Lua scripts and the read model agree
+by import instead of by matching strings.
+"""
+
+from __future__ import annotations
+
+# -- job states, as stored in a job's record (see jobcache.JobRecord) -------
+JOB_PENDING, JOB_RUNNING, JOB_AWAITING_RETRY, JOB_FINISHED = "P", "R", "W", "F"
+
+# -- bucket and totals hashes (per queue, per partition) --------------------
+COUNT = "n:"  # n:<event_type>: events of that type
+PRIORITY = "p:"  # p:<priority>: enqueued events of that priority
+PT_SUM, PT_N, PT_MAX = "pt_sum", "pt_n", "pt_max"  # processing_time_ms of outcomes
+WT_SUM, WT_N, WT_MAX = "wt_sum", "wt_n", "wt_max"  # wait_time_ms of starts
+PT_SKETCH, WT_SKETCH = "ps:", "ws:"  # ps:<bin>: DDSketch bins (buckets only)
+PT_HIST, WT_HIST = "ph:", "wh:"  # ph:<i>: Prometheus histogram buckets (totals only)
+JOB_TYPE = "t:"  # t:<event_type>:<job_type> (totals only)
+FIRST_MS, LAST_MS = "first_ms", "last_ms"  # event times of the first and last event (totals only)
+MAX_FIELDS = frozenset({PT_MAX, WT_MAX})  # merged by max, not by sum
+SUM_FIELDS = frozenset({PT_SUM, PT_N, WT_SUM, WT_N})
+
+# -- partition summary hash: the totals' fields plus the gauges -------------
+PENDING, RUNNING = "pending", "running"
+
+# -- watermark hash ---------------------------------------------------------
+WM_ID = "id"  # last applied stream entry id
+WM_CONSUMED = "consumed"  # entries applied, ever
+WM_LOST = "lost"  # entries trimmed before they were read
+WM_APPLIED_MS = "applied_ms"  # wall time of the last apply
+WM_ROLLED = "rolled"  # hour/day buckets hold exactly the minutes before this (epoch s); absent: all
+WM_EVENTS, WM_DUPLICATES, WM_DEAD_LETTERS = "events", "duplicates", "dead_letters"
+WM_HEARTBEATS, WM_CLAMPED = "heartbeats", "clamped"
+
+# -- apply script op codes (see aggregator/lua/apply.lua) --------------------
+OP_INCR = "I"  # HINCRBY field by n, per pair
+OP_MAX = "X"  # keep the larger value, per pair
+OP_MIN = "N"  # keep the smaller value, per pair
+OP_HSET = "S"  # HSET the pairs
+OP_HSETNX = "s"  # HSETNX, per pair
+OP_ZADD = "Z"  # ZADD score/member pairs; item 1 names the summary gauge it moves
+OP_ZREM = "R"  # ZREM members; item 1 names the summary gauge it moves
+OP_OLDEST = "O"  # refresh the oldest-pending set from (pending set key no., queue) pairs
+OP_SADD = "A"  # SADD members
+OP_SREM = "M"  # SREM members
+OP_JOB = "J"  # (key no., value, ttl s or 0 to keep the TTL) triples: SET a job's state
+OP_EXPIREAT = "E"  # (key no., epoch s) pairs
+OP_EXPIRE = "T"  # (key no., seconds) pairs
+OP_DEADLETTER = "D"  # cap, then (source id, reason, entry) triples: XADD to the dead-letter stream

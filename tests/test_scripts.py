@@ -1,0 +1,67 @@
+"""The apply script on real Redis: its refusals come before any write, and its gauges count exactly."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from aggregator import scripts
+from aggregator.keys import Keys
+from aggregator.settings import Settings
+
+
+def _apply(client: redis.Redis, keys: Keys, lease: str, expected_wm: str, ops: list[object],
+           extra_keys: list[str] | None = None) -> object:
+    fixed = [keys.lease(0), keys.watermark(0), keys.stream(0), keys.summary(0), keys.oldest_pending(0)]
+    return scripts.register(client, "apply")(keys=fixed + (extra_keys or []),
+                                             args=[lease, expected_wm, "5-0", 1, 1000, "", "", *ops])
+
+
+@pytest.fixture
+def leased(settings: Settings, client: redis.Redis) -> Keys:
+    keys = Keys(settings.key_prefix)
+    client.set(keys.lease(0), "me:1")
+    client.xadd(keys.stream(0), {"event": "x"}, id="5-0")
+    return keys
+
+
+def test_a_fenced_out_owner_writes_nothing(leased: Keys, client: redis.Redis) -> None:
+    with pytest.raises(redis.ResponseError, match="FENCED"):
+        _apply(client, leased, "me:0", "0-0", ["I", 6, 2, "n:completed", 1], [leased.totals(0, "q")])
+    assert not client.exists(leased.totals(0, "q"), leased.watermark(0))
+
+
+def test_a_flush_that_does_not_start_at_the_watermark_writes_nothing(leased: Keys, client: redis.Redis) -> None:
+    client.hset(leased.watermark(0), "id", "3-0")
+    with pytest.raises(redis.ResponseError, match="WATERMARK expected 0-0 found 3-0"):
+        _apply(client, leased, "me:1", "0-0", ["I", 6, 2, "n:completed", 1], [leased.totals(0, "q")])
+    assert not client.exists(leased.totals(0, "q"))
+    assert client.hget(leased.watermark(0), "id") == b"3-0"
+
+
+def test_an_unknown_op_is_refused(leased: Keys, client: redis.Redis) -> None:
+    with pytest.raises(redis.ResponseError, match="BADOP"):
+        _apply(client, leased, "me:1", "0-0", ["?", 6, 0], [leased.totals(0, "q")])
+    assert not client.hexists(leased.watermark(0), "id")
+
+
+def test_gauges_count_what_the_sorted_sets_really_gained_and_lost(leased: Keys, client: redis.Redis) -> None:
+    pending = leased.pending(0, "q")
+    ops: list[object] = ["Z", 6, 5, "pending", 10, "a", 20, "b", "O", 5, 2, 6, "q"]
+    assert _apply(client, leased, "me:1", "0-0", ops, [pending]) == 0
+    assert client.hget(leased.summary(0), "pending") == b"2"
+    assert client.zscore(leased.oldest_pending(0), "q") == 10
+    # "a" again (already there) and "x" (never there) change nothing; "a" leaves
+    client.hset(leased.watermark(0), "id", "0-0")
+    ops = ["R", 6, 3, "pending", "a", "x", "Z", 6, 3, "pending", 30, "b", "O", 5, 2, 6, "q"]
+    _apply(client, leased, "me:1", "0-0", ops, [pending])
+    assert client.hget(leased.summary(0), "pending") == b"1"
+    assert client.zscore(leased.oldest_pending(0), "q") == 30
+
+
+def test_entries_trimmed_before_they_were_read_are_counted_lost(leased: Keys, client: redis.Redis) -> None:
+    for i in range(6, 10):
+        client.xadd(leased.stream(0), {"event": "x"}, id=f"{i}-0")
+    client.xtrim(leased.stream(0), maxlen=2, approximate=False)  # 5-0 .. 7-0 gone unread
+    assert _apply(client, leased, "me:1", "0-0", []) == 3 - 1  # 5-0 is the one this flush consumed
+    assert client.hget(leased.watermark(0), "lost") == b"2"
