@@ -84,20 +84,30 @@ class RedisTarget:
         return redis.asyncio.Redis.from_url(self.url, **options)  # type: ignore[no-any-return]  # redis-py 5 stubs
 
     def probe(self) -> None:
-        """Raise unless this Redis answers and, for a cluster, the seed node says every slot is served."""
+        """Raise unless this Redis answers and, for a cluster, every node says every slot is served."""
         if not self.url:
             return
         seed = cluster_url(self.url)
-        with redis.Redis.from_url(seed or self.url, socket_timeout=5.0, socket_connect_timeout=5.0) as client:
+        timeouts = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+        with redis.Redis.from_url(seed or self.url, **timeouts) as client:
             if not seed:
                 client.ping()
                 return
-            # a node not yet joined makes RedisCluster fail with an IndexError: ask first
+            # a node not yet joined makes RedisCluster fail with an IndexError: ask the seed first
             info: dict[str, Any] = client.execute_command("CLUSTER INFO")  # type: ignore[no-untyped-call]
-            if info.get("cluster_state") != "ok":
-                state, assigned = info.get("cluster_state"), info.get("cluster_slots_assigned")
-                raise redis.exceptions.ClusterDownError(  # type: ignore[no-untyped-call]
-                    f"cluster_state:{state}, {assigned} of 16384 slots assigned")
+        if info.get("cluster_state") != "ok":
+            state, assigned = info.get("cluster_state"), info.get("cluster_slots_assigned")
+            raise redis.exceptions.ClusterDownError(  # type: ignore[no-untyped-call]
+                f"cluster_state:{state}, {assigned} of 16384 slots assigned")
+        cluster = RedisCluster.from_url(seed, **timeouts)
+        try:  # each node takes a moment after `redis-cli --cluster create` to agree
+            states = cluster.execute_command("CLUSTER INFO", target_nodes=RedisCluster.ALL_NODES)
+        finally:
+            cluster.close()
+        down = sorted(node for node, node_info in states.items() if node_info.get("cluster_state") != "ok")
+        if down:
+            raise redis.exceptions.ClusterDownError(  # type: ignore[no-untyped-call]
+                f"cluster_state is not ok on {', '.join(down)}")
 
     def describe(self) -> str:
         """Where this points, with any password hidden."""
