@@ -1,20 +1,28 @@
 """The deploy test's workload and its checks (run by deploy/test.sh).
 
   python smoke.py send              in a container of the deployment: emits the workload (JOBPULSE_* settings)
-  python smoke.py check URL KEY     on the host (standard library only): the API's counts equal the workload's
+  python smoke.py check URL KEY [hammerwork]   on the host (standard library only): the API's counts equal
+                                    the workload's (plus the hammerwork deliveries')
+  python smoke.py hammerwork URL SECRET   on the host: signed webhook deliveries to the bridge (and a forged one)
   python smoke.py owners N          in a container: N live aggregators share every partition's lease fairly
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import sys
 import time
+import urllib.error
 import urllib.request
+import uuid
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 JOBS, OPEN_JOBS, QUEUES = 60, 5, ("deploy-email", "deploy-billing")
 TIMEOUT_S = 90.0
+HAMMERWORK_QUEUE, HAMMERWORK_JOBS = "deploy-hammerwork", 3  # all enqueued, the first two completed
 
 
 def script() -> list[tuple[str, str, str]]:
@@ -40,6 +48,53 @@ def expected() -> dict[str, int]:
             "retried_jobs": n["retried"], "lost_events": 0, "dead_letters": 0}
 
 
+def with_hammerwork(counts: dict[str, int]) -> dict[str, int]:
+    """The counts once the hammerwork deliveries are in too."""
+    done = HAMMERWORK_JOBS - 1
+    return {**counts, "total_queues": counts["total_queues"] + 1, "total_jobs": counts["total_jobs"] + HAMMERWORK_JOBS,
+            "pending_jobs": counts["pending_jobs"] + 1, "completed_jobs": counts["completed_jobs"] + done}
+
+
+def hammerwork(bridge_url: str, secret: str) -> int:
+    """Deliver hammerwork JobLifecycleEvents to the bridge as hammerwork does (signed), and a forged one."""
+    at = datetime.now(UTC) - timedelta(seconds=60)
+    events = []
+    for i in range(HAMMERWORK_JOBS):
+        job = str(uuid.uuid4())
+        kinds = ["enqueued"] if i == HAMMERWORK_JOBS - 1 else ["enqueued", "started", "completed"]
+        for k, kind in enumerate(kinds):
+            events.append({"event_id": str(uuid.uuid4()), "job_id": job, "queue_name": HAMMERWORK_QUEUE,
+                           "event_type": kind, "priority": "Normal",
+                           "timestamp": (at + timedelta(milliseconds=10 * i + k)).isoformat(),
+                           "processing_time_ms": 12 if kind == "completed" else None, "error": None,
+                           "payload": {}, "metadata": {}})
+    body = json.dumps(events).encode()
+
+    def post(signature: str) -> int:
+        request = urllib.request.Request(f"{bridge_url}/hammerwork/events", data=body, method="POST", headers={
+            "Content-Type": "application/json", "X-Hammerwork-Signature": signature})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    deadline, status = time.monotonic() + TIMEOUT_S, 0
+    while time.monotonic() < deadline:  # the bridge may still be starting
+        try:
+            status = post("sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest())
+            break
+        except OSError:
+            time.sleep(0.25)
+    forged = post("sha256=" + "0" * 64)
+    if (forged, status) != (401, 202):
+        print(f"smoke: the bridge answered {forged} to a forged delivery (want 401), {status} (want 202)",
+              file=sys.stderr)
+        return 1
+    print(f"smoke: the bridge accepted {len(events)} signed hammerwork events and refused a forged one")
+    return 0
+
+
 def send() -> int:
     """Emit the script through the emitter and wait until Redis has it all."""
     from aggregator.emitter import Emitter
@@ -61,9 +116,9 @@ def send() -> int:
     return 0
 
 
-def check(base_url: str, api_key: str) -> int:
+def check(base_url: str, api_key: str, hammerwork_too: bool = False) -> int:
     """Poll the overview until it shows exactly the expected counts, and still does a second later."""
-    want = expected()
+    want = with_hammerwork(expected()) if hammerwork_too else expected()
     deadline, got, matched_at = time.monotonic() + TIMEOUT_S, {}, None
     while time.monotonic() < deadline:
         try:
@@ -112,8 +167,10 @@ def main(argv: list[str]) -> int:
     """Dispatch on the first argument."""
     if argv[:1] == ["send"]:
         return send()
-    if argv[:1] == ["check"] and len(argv) == 3:
-        return check(argv[1], argv[2])
+    if argv[:1] == ["check"] and len(argv) in (3, 4):
+        return check(argv[1], argv[2], argv[3:] == ["hammerwork"])
+    if argv[:1] == ["hammerwork"] and len(argv) == 3:
+        return hammerwork(argv[1], argv[2])
     if argv[:1] == ["owners"] and len(argv) == 2:
         return owners(int(argv[1]))
     print(__doc__, file=sys.stderr)

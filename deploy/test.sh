@@ -183,26 +183,36 @@ wait_log() {  # wait_log CONTAINER REGEX: up to 90 s
   die "$1 never logged /$2/"
 }
 
-# compose_test NAME FILE REDIS_URL P: up, workload, exact counts through the API, down
+# compose_test NAME REDIS_URL P FILE...: up, workload, exact counts through the API, down
 compose_test() {
-  local name=$1 file=$2 url=$3 partitions=$4 project=$RUN-$1 port key digest keys
+  local name=$1 url=$2 partitions=$3 project=$RUN-$1 port bridge_port="" key digest keys f; shift 3
+  local compose=("$WORK/venv/bin/podman-compose" -p "$project")
+  for f in "$@"; do compose+=(-f "$DEPLOY/$f"); done
   port=$(free_port)
   keys=$(api_key) || exit 1
   read -r key digest <<<"$keys"
-  local compose=("$WORK/venv/bin/podman-compose" -p "$project" -f "$DEPLOY/$file")
   export JOBPULSE_API_KEYS=$digest JOBPULSE_HOST_PORT=$port
   export JOBPULSE_BASE_IMAGE=$PY_STANDIN JOBPULSE_REDIS_IMAGE=$REDIS_STANDIN
+  if [[ " $* " == *" compose.hammerwork.yaml "* ]]; then
+    bridge_port=$(free_port)
+    export JOBPULSE_HAMMERWORK_SECRET=$RUN-secret JOBPULSE_BRIDGE_HOST_PORT=$bridge_port
+  fi
   CLEANUP+=("${compose[*]} down -v -t 5 >/dev/null 2>&1; remove_images $project")
-  say "$name: podman-compose -f deploy/$file up"
+  say "$name: podman-compose ${*/#/-f deploy/} up"
   "${compose[@]}" up -d --build >"$WORK/$project-up.log" 2>&1 || { tail -40 "$WORK/$project-up.log" >&2; die "$name: up failed"; }
   if [ "$name" = cluster ]; then
     check_cluster "$project"
   fi
   workload "${project}_default" "$url" "$partitions"
-  python3 "$DEPLOY/smoke.py" check "http://127.0.0.1:$port" "$key" || { "${compose[@]}" logs >&2 || true; die "$name: wrong counts"; }
+  if [ -n "$bridge_port" ]; then
+    python3 "$DEPLOY/smoke.py" hammerwork "http://127.0.0.1:$bridge_port" "$JOBPULSE_HAMMERWORK_SECRET" \
+      || die "$name: the hammerwork bridge"
+  fi
+  python3 "$DEPLOY/smoke.py" check "http://127.0.0.1:$port" "$key" ${bridge_port:+hammerwork} \
+    || { "${compose[@]}" logs >&2 || true; die "$name: wrong counts"; }
   if [ "$name" = cluster ]; then
-    podman run --rm --network "${project}_default" -e JOBPULSE_REDIS_URL="redis+cluster://redis-1:6379" \
-      -e JOBPULSE_PARTITIONS=16 -v "$DEPLOY/smoke.py:/smoke.py:ro" "$IMAGE" python /smoke.py owners 3 \
+    podman run --rm --network "${project}_default" -e JOBPULSE_REDIS_URL="$url" -e JOBPULSE_PARTITIONS="$partitions" \
+      -v "$DEPLOY/smoke.py:/smoke.py:ro" "$IMAGE" python /smoke.py owners 3 \
       || die "cluster: the three aggregators do not share the partitions"
   fi
   say "$name: podman-compose down"
@@ -212,7 +222,20 @@ compose_test() {
   [ -z "$left" ] || die "$name: containers left after down: $left"
   podman volume rm -f $(podman volume ls -q --filter "name=^${project}_") >/dev/null 2>&1 || true
   eval "${CLEANUP[-1]}"; unset 'CLEANUP[-1]'
+  unset JOBPULSE_HAMMERWORK_SECRET JOBPULSE_BRIDGE_HOST_PORT
   say "$name: counted exactly, came down cleanly"
+}
+
+# Only the bridge requires the hammerwork secret: compose.yaml is read without it, the pair is not.
+check_secret_scope() {
+  local compose=("$WORK/venv/bin/podman-compose" -p "$RUN-config" -f "$DEPLOY/compose.yaml")
+  env -u JOBPULSE_HAMMERWORK_SECRET JOBPULSE_API_KEYS=x "${compose[@]}" config >/dev/null 2>&1 \
+    || die "compose.yaml requires more than JOBPULSE_API_KEYS"
+  if env -u JOBPULSE_HAMMERWORK_SECRET JOBPULSE_API_KEYS=x "${compose[@]}" -f "$DEPLOY/compose.hammerwork.yaml" \
+    config >/dev/null 2>&1; then
+    die "compose.hammerwork.yaml starts without JOBPULSE_HAMMERWORK_SECRET"
+  fi
+  say "the hammerwork secret is required by compose.hammerwork.yaml only"
 }
 
 check_cluster() {
@@ -250,6 +273,7 @@ configure_podman
 build_standins
 build_image
 run_image
-compose_test single compose.yaml redis://redis:6379/0 4
-compose_test cluster compose.cluster.yaml redis+cluster://redis-1:6379 16
-say "PASSED (image, compose.yaml, compose.cluster.yaml) in $((SECONDS - STARTED_S)) s"
+check_secret_scope
+compose_test single redis://redis:6379/0 4 compose.yaml compose.hammerwork.yaml
+compose_test cluster redis+cluster://redis-1:6379 16 compose.cluster.yaml
+say "PASSED (image, compose.yaml + compose.hammerwork.yaml, compose.cluster.yaml) in $((SECONDS - STARTED_S)) s"
