@@ -19,7 +19,9 @@ IMAGE=localhost/jobpulse-deploy-test:latest
 PODMAN_COMPOSE_VERSION=1.6.0
 SUITE=bookworm
 MIRROR=http://deb.debian.org/debian
+LOGS=$WORK/logs/$RUN                     # podman-compose's output; kept only when a step fails
 STARTED_S=$SECONDS
+PASSED=0
 
 say() { echo "deploy test [$((SECONDS - STARTED_S)) s]: $*"; }
 die() { echo "deploy test: FAILED: $*" >&2; exit 1; }
@@ -46,7 +48,7 @@ install_tools() {
 }
 
 configure_podman() {
-  mkdir -p "$WORK"
+  mkdir -p "$WORK" "$LOGS"
   # Podman's default ulimits (nofile/nproc 1048576) are refused on these machines, and crun refuses
   # their hybrid cgroup layout: runc and lower limits, for this script's podman only.
   cat >"$WORK/containers.conf" <<'CONF'
@@ -82,26 +84,38 @@ standin() {
     return
   fi
   say "building stand-in $image from Debian's packages ($packages)"
-  local tar="$WORK/standin-$RUN.tar" changes=() c
+  local tar="$WORK/standin-$RUN-${image##*/}.tar" changes=() c
   for c in "$@" "LABEL jobpulse.recipe=$recipe"; do changes+=(--change "$c"); done
   mmdebstrap --quiet --variant=minbase --include="$packages" \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     --customize-hook="$hook" --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
     "$SUITE" "$tar" "$MIRROR" || die "mmdebstrap failed for $image"
-  podman import "${changes[@]}" "$tar" "$image" >/dev/null || die "podman import failed for $image"
+  podman import --quiet "${changes[@]}" "$tar" "$image" >/dev/null || die "podman import failed for $image"
   rm -f "$tar"
 }
 
-build_standins() {
-  local path=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+build_standins() {  # both at once: mostly package downloads
+  local python redis
+  python_standin & python=$!
+  redis_standin & redis=$!
+  wait "$python" || die "the python stand-in did not build"
+  wait "$redis" || die "the redis stand-in did not build"
+}
+
+STANDIN_PATH=PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+python_standin() {
   # python:3.11-slim's shape: python and pip on PATH, pip installing for the whole image (no
   # "externally managed" refusal), and the host's CA bundle, which pip needs behind this network.
   standin "$PY_STANDIN" python3,python3-venv,python3-pip,ca-certificates '
     ln -s /usr/bin/python3 "$1/usr/local/bin/python"; ln -s /usr/bin/pip3 "$1/usr/local/bin/pip"
     rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED
     cp /etc/ssl/certs/ca-certificates.crt "$1/etc/ssl/certs/ca-certificates.crt"' \
-    "ENV $path" "ENV LANG=C.UTF-8" 'CMD ["python3"]'
+    "ENV $STANDIN_PATH" "ENV LANG=C.UTF-8" 'CMD ["python3"]'
+}
+
+redis_standin() {
   # redis:7's shape: redis-server and redis-cli, /data as the working directory, and protected mode
   # off for a bare `redis-server ...` (the official image compiles it off; here its entrypoint adds it).
   standin "$REDIS_STANDIN" redis-server,redis-tools '
@@ -110,7 +124,7 @@ build_standins() {
       "if [ \"\$1\" = redis-server ]; then shift; set -- redis-server --protected-mode no \"\$@\"; fi" \
       "exec \"\$@\"" >"$1/usr/local/bin/docker-entrypoint.sh"
     chmod 755 "$1/usr/local/bin/docker-entrypoint.sh"' \
-    "ENV $path" "WORKDIR /data" 'ENTRYPOINT ["docker-entrypoint.sh"]' 'CMD ["redis-server"]'
+    "ENV $STANDIN_PATH" "WORKDIR /data" 'ENTRYPOINT ["docker-entrypoint.sh"]' 'CMD ["redis-server"]'
 }
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -144,9 +158,14 @@ workload() {
 # -- steps -----------------------------------------------------------------------------------
 
 build_image() {
+  local before
+  before=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
   say "building deploy/Dockerfile on $PY_STANDIN"
   podman build -q --build-arg BASE_IMAGE="$PY_STANDIN" -f "$DEPLOY/Dockerfile" -t "$IMAGE" "$REPO" >/dev/null \
     || die "podman build of deploy/Dockerfile failed"
+  if [ -n "$before" ] && [ "$before" != "$(podman image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+    podman rmi "$before" >/dev/null 2>&1 || true  # the previous build, now untagged
+  fi
 }
 
 # The image's two roles against a Redis container; the aggregator starts first and waits for Redis.
@@ -199,7 +218,7 @@ compose_test() {
   fi
   CLEANUP+=("${compose[*]} down -v -t 5 >/dev/null 2>&1; remove_images $project")
   say "$name: podman-compose ${*/#/-f deploy/} up"
-  "${compose[@]}" up -d --build >"$WORK/$project-up.log" 2>&1 || { tail -40 "$WORK/$project-up.log" >&2; die "$name: up failed"; }
+  "${compose[@]}" up -d --build >"$LOGS/$project-up.log" 2>&1 || { tail -40 "$LOGS/$project-up.log" >&2; die "$name: up failed"; }
   if [ "$name" = cluster ]; then
     check_cluster "$project"
   fi
@@ -216,7 +235,7 @@ compose_test() {
       || die "cluster: the three aggregators do not share the partitions"
   fi
   say "$name: podman-compose down"
-  "${compose[@]}" down -t 30 >"$WORK/$project-down.log" 2>&1 || { tail -40 "$WORK/$project-down.log" >&2; die "$name: down failed"; }
+  "${compose[@]}" down -t 30 >"$LOGS/$project-down.log" 2>&1 || { tail -40 "$LOGS/$project-down.log" >&2; die "$name: down failed"; }
   local left
   left=$(podman ps -a --filter "name=^${project}_" --format '{{.Names}} {{.Status}}')
   [ -z "$left" ] || die "$name: containers left after down: $left"
@@ -259,6 +278,9 @@ check_cluster() {
 CLEANUP=()
 cleanup() {
   local rc=$?
+  # the plain closing line CI reads: the steps below, each a test
+  echo "deploy: $PASSED passed, $((rc == 0 ? 0 : 1)) failed"
+  if [ "$rc" = 0 ]; then rm -rf "$LOGS"; else echo "deploy test: podman-compose output in $LOGS" >&2; fi
   if [ "$rc" != 0 ] && [ "${JOBPULSE_DEPLOY_KEEP:-}" = 1 ]; then
     echo "deploy test: left up for a look (JOBPULSE_DEPLOY_KEEP=1): podman ps -a --filter name=$RUN" >&2
     return
@@ -272,8 +294,13 @@ install_tools
 configure_podman
 build_standins
 build_image
+# (not `step && PASSED=...`: errexit is off inside a function called that way)
 run_image
+PASSED=$((PASSED + 1))
 check_secret_scope
+PASSED=$((PASSED + 1))
 compose_test single redis://redis:6379/0 4 compose.yaml compose.hammerwork.yaml
+PASSED=$((PASSED + 1))
 compose_test cluster redis+cluster://redis-1:6379 16 compose.cluster.yaml
+PASSED=$((PASSED + 1))
 say "PASSED (image, compose.yaml + compose.hammerwork.yaml, compose.cluster.yaml) in $((SECONDS - STARTED_S)) s"
