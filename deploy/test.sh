@@ -84,14 +84,14 @@ standin() {
     return
   fi
   say "building stand-in $image from Debian's packages ($packages)"
-  local tar="$WORK/standin-$RUN-${image##*/}.tar" changes=() c
+  local tar="$WORK/standin-$RUN-${image//[:\/]/-}.tar" changes=() c
   for c in "$@" "LABEL jobpulse.recipe=$recipe"; do changes+=(--change "$c"); done
   mmdebstrap --quiet --variant=minbase --include="$packages" \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' \
     --customize-hook="$hook" --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
-    "$SUITE" "$tar" "$MIRROR" || die "mmdebstrap failed for $image"
-  podman import --quiet "${changes[@]}" "$tar" "$image" >/dev/null || die "podman import failed for $image"
+    "$SUITE" "$tar" "$MIRROR" || { rm -f "$tar"; die "mmdebstrap failed for $image"; }
+  podman import --quiet "${changes[@]}" "$tar" "$image" >/dev/null || { rm -f "$tar"; die "podman import failed for $image"; }
   rm -f "$tar"
 }
 
@@ -234,7 +234,18 @@ compose_test() {
       -v "$DEPLOY/smoke.py:/smoke.py:ro" "$IMAGE" python /smoke.py owners 3 \
       || die "cluster: the three aggregators do not share the partitions"
   fi
-  say "$name: podman-compose down"
+  # podman-compose 1.6 stops every container at once; Docker Compose stops dependents first. Do
+  # that here: the jobpulse services first (each aggregator must exit 0 after releasing its
+  # leases), then the rest with `down`.
+  say "$name: podman-compose stop (jobpulse services), then down"
+  local services=(aggregator api) c
+  [ -z "$bridge_port" ] || services+=(hammerwork-bridge)
+  "${compose[@]}" stop -t 30 "${services[@]}" >"$LOGS/$project-stop.log" 2>&1 \
+    || { tail -40 "$LOGS/$project-stop.log" >&2; die "$name: stop failed"; }
+  for c in $(podman ps -a --filter "name=^${project}_aggregator_" --format '{{.Names}}'); do
+    [ "$(podman inspect --format '{{.State.ExitCode}}' "$c")" = 0 ] && podman logs "$c" 2>&1 | grep -q "stopped after" \
+      || { podman logs "$c" 2>&1 | tail -20 >&2; die "$name: $c did not stop cleanly"; }
+  done
   "${compose[@]}" down -t 30 >"$LOGS/$project-down.log" 2>&1 || { tail -40 "$LOGS/$project-down.log" >&2; die "$name: down failed"; }
   local left
   left=$(podman ps -a --filter "name=^${project}_" --format '{{.Names}} {{.Status}}')
