@@ -62,7 +62,7 @@ events_logger = "file"
 CONF
   export CONTAINERS_CONF="$WORK/containers.conf"
   podman info >/dev/null 2>&1 || { podman info >&2 || true; die "podman does not work here"; }
-  if ! "$WORK/venv/bin/podman-compose" --version 2>/dev/null | grep -q "podman-compose version $PODMAN_COMPOSE_VERSION"; then
+  if [[ "$("$WORK/venv/bin/podman-compose" --version 2>/dev/null)" != *"podman-compose version $PODMAN_COMPOSE_VERSION"* ]]; then
     say "installing podman-compose $PODMAN_COMPOSE_VERSION from PyPI in $WORK/venv"
     python3 -m venv "$WORK/venv"
     "$WORK/venv/bin/pip" install -q "podman-compose==$PODMAN_COMPOSE_VERSION" 2>&1 | grep -v "^WARNING: Location" || true
@@ -152,7 +152,7 @@ remove_images() {  # remove_images PROJECT: untag what compose built (the layers
 # workload NETWORK REDIS_URL P: the smoke workload sent from a one-off container in NETWORK
 workload() {
   podman run --rm --network "$1" -e JOBPULSE_REDIS_URL="$2" -e JOBPULSE_PARTITIONS="$3" \
-    -v "$DEPLOY/smoke.py:/smoke.py:ro" "$IMAGE" python /smoke.py send
+    -v "$DEPLOY/smoke.py:/smoke.py:ro" "$IMAGE" python /smoke.py send || die "the workload was not sent ($2)"
 }
 
 # -- steps -----------------------------------------------------------------------------------
@@ -188,14 +188,21 @@ run_image() {
   python3 "$DEPLOY/smoke.py" check "http://127.0.0.1:$port" "$key" || die "image: wrong counts"
   podman stop -t 30 "$RUN-aggregator" >/dev/null
   [ "$(podman inspect --format '{{.State.ExitCode}}' "$RUN-aggregator")" = 0 ] || die "the aggregator did not exit 0 on SIGTERM"
-  podman logs "$RUN-aggregator" 2>&1 | grep -q "stopped after" || die "the aggregator did not stop cleanly"
+  logged "$RUN-aggregator" "stopped after" || die "the aggregator did not stop cleanly"
   eval "${CLEANUP[-1]}"; unset 'CLEANUP[-1]'
   say "image: counted exactly, the aggregator stopped cleanly"
 }
 
+logged() {  # logged CONTAINER REGEX (the whole log is read first: `podman logs | grep -q` would
+  # fail under pipefail when grep stops reading early)
+  local log
+  log=$(podman logs "$1" 2>&1 || true)
+  grep -q -- "$2" <<<"$log"
+}
+
 wait_log() {  # wait_log CONTAINER REGEX: up to 90 s
   for _ in $(seq 180); do
-    podman logs "$1" 2>&1 | grep -q -- "$2" && return
+    logged "$1" "$2" && return
     sleep 0.5
   done
   podman logs "$1" 2>&1 | tail -20 >&2
@@ -243,7 +250,7 @@ compose_test() {
   "${compose[@]}" stop -t 30 "${services[@]}" >"$LOGS/$project-stop.log" 2>&1 \
     || { tail -40 "$LOGS/$project-stop.log" >&2; die "$name: stop failed"; }
   for c in $(podman ps -a --filter "name=^${project}_aggregator_" --format '{{.Names}}'); do
-    [ "$(podman inspect --format '{{.State.ExitCode}}' "$c")" = 0 ] && podman logs "$c" 2>&1 | grep -q "stopped after" \
+    [ "$(podman inspect --format '{{.State.ExitCode}}' "$c")" = 0 ] && logged "$c" "stopped after" \
       || { podman logs "$c" 2>&1 | tail -20 >&2; die "$name: $c did not stop cleanly"; }
   done
   "${compose[@]}" down -t 30 >"$LOGS/$project-down.log" 2>&1 || { tail -40 "$LOGS/$project-down.log" >&2; die "$name: down failed"; }
@@ -272,14 +279,14 @@ check_cluster() {
   local info masters aggregators
   info=$(podman exec "${1}_redis-1_1" redis-cli cluster info | tr -d '\r')
   grep -q '^cluster_state:ok' <<<"$info" || die "cluster: not ok: $info"
-  masters=$(podman exec "${1}_redis-1_1" redis-cli cluster nodes | grep -c master)
+  masters=$(podman exec "${1}_redis-1_1" redis-cli cluster nodes | grep -c master || true)
   [ "$masters" = 3 ] || die "cluster: $masters masters, not 3"
   aggregators=$(podman ps --filter "name=^${1}_aggregator_" --format '{{.Names}}' | wc -l)
   [ "$aggregators" = 3 ] || die "cluster: $aggregators aggregator containers, not 3"
-  podman exec "${1}_redis-1_1" redis-cli cluster slots | grep -q "redis-2" \
+  grep -q "redis-2" <<<"$(podman exec "${1}_redis-1_1" redis-cli cluster slots)" \
     || die "cluster: the nodes do not announce their host names"
   local c
-  for c in $(podman ps -a --filter "name=^${1}_(aggregator|api)_" --format '{{.Names}}'); do
+  for c in "${1}"_aggregator_{1,2,3} "${1}_api_1"; do  # (a missing one inspects as "")
     [ "$(podman inspect --format '{{.State.Status}} {{.RestartCount}}' "$c")" = "running 0" ] \
       || die "cluster: $c is not running from its first start: $(podman inspect --format '{{.State.Status}} restarts={{.RestartCount}}' "$c")"
   done
