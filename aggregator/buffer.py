@@ -19,6 +19,7 @@ from aggregator.events import EventType, encode
 from aggregator.keys import Keys, partition_of
 from aggregator.settings import Settings
 
+_EVENT_TYPES = frozenset(t.value for t in EventType)
 _FINISHING = frozenset({"completed", "failed", "timed_out", "dead", "cancelled"})
 _MAX_TRACKED = 100_000  # running job ids remembered for the busy count
 _MAX_QUEUES = 1000
@@ -75,7 +76,8 @@ class EventBuffer:
         self, event_type: str, job_id: str, queue: str, ts_s: float | None, extras: dict[str, Any] | None
     ) -> bool:
         """Add an event; True when a full batch is waiting (wake the sender)."""
-        EventType(event_type)  # a typo in the caller's code is a bug worth raising on
+        if event_type not in _EVENT_TYPES:  # a typo in the caller's code is a bug worth raising on
+            raise ValueError(f"{event_type!r} is not a valid EventType")
         if len(self.items) >= self.capacity:
             with contextlib.suppress(IndexError):  # the sender may have emptied it meanwhile
                 self.items.popleft()

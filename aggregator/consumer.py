@@ -52,6 +52,7 @@ class Aggregator:
         self.progress = Progress()
         self._stop = threading.Event()
         self._apply = scripts.register(client, "apply")
+        self._read = scripts.register(client, "read")
         # One apply thread: flushes land in the order they were folded, and Redis
         # works on one while this thread reads and folds the next.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobpulse-apply")
@@ -74,7 +75,7 @@ class Aggregator:
                     if time.monotonic() >= next_renew:
                         self.rebalance(want_all=drain)
                         next_renew = time.monotonic() + self.membership.renew_every_s
-                    worked = self.step_all()
+                    worked = self.step_all(eager=drain)
                     backoff_s = 0.0
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     # Whatever was in flight may or may not have landed; the apply
@@ -91,21 +92,21 @@ class Aggregator:
                         break
                     if drain and len(self.pipelines) < self.partitions:
                         next_renew = 0.0  # a dead owner's lease is still running out: keep trying
-                    if idle:
+                    if not (drain and not idle):  # an open flush is applied when due, after this nap
                         self._stop.wait(self.settings.idle_sleep_ms / 1000)
         finally:
             self.release_all()
         return self.progress
 
-    def step_all(self) -> int:
-        """One step of every owned partition; entries read."""
+    def step_all(self, eager: bool = False) -> int:
+        """One step of every owned partition; entries read (``eager``: apply as soon as caught up)."""
         worked = 0
         for p in sorted(self.pipelines):
             if self._stop.is_set():
                 break
             pipe = self.pipelines[p]
             try:
-                worked += pipe.step(time.time())
+                worked += pipe.step(time.time(), eager)
             except Fenced as exc:
                 self._fenced(p, exc)
             self._count(pipe)
@@ -140,7 +141,8 @@ class Aggregator:
             self.pipelines.pop(p, None)
         for p, value in self.membership.held.items():
             if p not in self.pipelines or self.pipelines[p].lease_value != value:
-                self.pipelines[p] = PartitionPipeline(p, value, self.settings, self.client, self._apply, self._pool)
+                self.pipelines[p] = PartitionPipeline(p, value, self.settings, self.client, self._apply, self._read,
+                                                       self._pool)
                 if p in taken:
                     log.info("owner of partition %d from %s", p, self.pipelines[p].wm_id)
         self.progress.owned = self.owned

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -99,22 +99,55 @@ class Heartbeat(BaseModel):
     timestamp: AwareDatetime
 
 
-@dataclass(slots=True)
-class Event:
-    """A validated event, flattened for folding."""
+_Str100 = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+_Str200 = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+_Opt200 = Annotated[str, msgspec.Meta(max_length=200)] | None
+_NonNegative = Annotated[int, msgspec.Meta(ge=0)] | None
+_EventTypeName = Literal[
+    "enqueued", "started", "completed", "failed", "retried", "dead", "timed_out", "cancelled", "archived", "restored",
+]
 
-    event_id: str
-    job_id: str
-    queue: str
-    type: str
-    priority: str
-    ts_ms: int
-    processing_ms: int | None = None
-    wait_ms: int | None = None
-    error_message: str | None = None
-    error_type: str | None = None
-    worker_id: str | None = None
-    job_type: str | None = None
+
+class EventError(msgspec.Struct):
+    """:class:`JobError` as folding uses it."""
+
+    message: Annotated[str, msgspec.Meta(max_length=10_000)]
+    error_type: _Opt200 = None
+    retry_attempt: _NonNegative = None
+
+
+class Event(msgspec.Struct):
+    """A validated event as folding uses it.
+
+    The same fields and limits as :class:`JobEvent` (the schema), so the
+    common event is decoded and checked by msgspec in C straight into this
+    struct; anything it refuses is judged by the pydantic model, which says why.
+    """
+
+    event_id: _Str100
+    job_id: _Str200
+    queue: _Str200 = msgspec.field(name="queue_name")
+    type: _EventTypeName = msgspec.field(name="event_type")
+    timestamp: str = ""  # as sent; emptied once ``ts_ms`` holds it
+    priority: str = "normal"  # lower-cased once checked
+    processing_ms: _NonNegative = msgspec.field(default=None, name="processing_time_ms")
+    error: EventError | None = None
+    metadata: dict[str, str] | None = None
+    wait_ms: _NonNegative = msgspec.field(default=None, name="wait_time_ms")
+    attempt: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    worker_id: _Opt200 = None
+    job_type: _Opt200 = None
+    ts_ms: int = 0  # the timestamp in epoch milliseconds, set after decoding
+
+    @property
+    def error_message(self) -> str | None:
+        """The error's message, if the event carries one."""
+        return self.error.message if self.error is not None else None
+
+    @property
+    def error_type(self) -> str | None:
+        """The error's type as the worker gave it, if any."""
+        return self.error.error_type if self.error is not None else None
 
 
 @dataclass(slots=True)
@@ -125,9 +158,13 @@ class Rejected:
     raw: bytes
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+
 def to_ms(moment: datetime) -> int:
-    """Epoch milliseconds of an aware datetime."""
-    return int(moment.timestamp() * 1000)
+    """Epoch milliseconds of an aware datetime, exactly (floored, no float rounding)."""
+    return (moment - _EPOCH) // _ONE_MS
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -158,52 +195,53 @@ def model_event(raw: bytes) -> Event | Rejected:
         queue=ev.queue_name,
         type=ev.event_type.value,
         priority=ev.priority.value,
-        ts_ms=to_ms(ev.timestamp),
         processing_ms=ev.processing_time_ms,
+        error=EventError(err.message, err.error_type, err.retry_attempt) if err else None,
+        metadata=ev.metadata,
         wait_ms=ev.wait_time_ms,
-        error_message=err.message if err else None,
-        error_type=err.error_type if err else None,
+        attempt=ev.attempt,
         worker_id=ev.worker_id,
         job_type=ev.job_type,
+        ts_ms=to_ms(ev.timestamp),
     )
 
 
 _PRIORITIES = frozenset(p.value for p in Priority)
 _ISO_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
-_Str100 = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-_Str200 = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-_Opt200 = Annotated[str, msgspec.Meta(max_length=200)] | None
-_NonNegative = Annotated[int, msgspec.Meta(ge=0)] | None
+_SECONDS: dict[str, int | None] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch seconds (None: not a valid time)
+_SECONDS_MAX = 10_000
+_decode_event = msgspec.json.Decoder(Event).decode
 
 
-class _WireError(msgspec.Struct):
-    message: Annotated[str, msgspec.Meta(max_length=10_000)]
-    error_type: _Opt200 = None
-    retry_attempt: _NonNegative = None
+def _epoch_ms(ts: str) -> int | None:
+    """Epoch ms of an RFC 3339 timestamp the model would accept the same way; None: ask the model."""
+    if len(ts) == 24 and ts[19] == "." and ts[23] == "Z":  # the emitters' own form: ...SS.mmmZ
+        digits = ts[20:23]
+        whole = ts[:19]
+        seconds = _SECONDS.get(whole, -1)
+        if seconds == -1:
+            if len(_SECONDS) >= _SECONDS_MAX:
+                _SECONDS.clear()
+            seconds = _SECONDS[whole] = _seconds_of(whole)
+        if seconds is not None and digits.isascii() and digits.isdigit():
+            return seconds * 1000 + int(digits)
+        return None
+    if not _ISO_UTC.fullmatch(ts):
+        return None
+    try:
+        return to_ms(datetime.fromisoformat(ts))
+    except ValueError:
+        return None
 
 
-class _WireEvent(msgspec.Struct):
-    """:class:`JobEvent` as a msgspec struct: the same fields and limits, decoded and checked in C."""
-
-    event_id: _Str100
-    job_id: _Str200
-    queue_name: _Str200
-    event_type: Literal[
-        "enqueued", "started", "completed", "failed", "retried", "dead", "timed_out", "cancelled", "archived",
-        "restored",
-    ]
-    timestamp: str
-    priority: str = "normal"
-    processing_time_ms: _NonNegative = None
-    error: _WireError | None = None
-    metadata: dict[str, str] | None = None
-    wait_time_ms: _NonNegative = None
-    attempt: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    worker_id: _Opt200 = None
-    job_type: _Opt200 = None
-
-
-_decode_wire = msgspec.json.Decoder(_WireEvent).decode
+def _seconds_of(whole: str) -> int | None:
+    ts = whole + "Z"
+    if not _ISO_UTC.fullmatch(ts):
+        return None
+    try:
+        return to_ms(datetime.fromisoformat(ts)) // 1000
+    except ValueError:
+        return None
 
 
 def fast_event(raw: bytes) -> Event | None:
@@ -213,20 +251,20 @@ def fast_event(raw: bytes) -> Event | None:
     result for it (``tests/test_events.py`` checks this on generated input).
     """
     try:
-        d = _decode_wire(raw)
+        ev = _decode_event(raw)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):  # deep nesting: the model says why
         return None
-    priority, ts = d.priority.lower(), d.timestamp
-    if priority not in _PRIORITIES or not _ISO_UTC.fullmatch(ts):
+    priority = ev.priority
+    if priority not in _PRIORITIES:
+        priority = priority.lower()
+        if priority not in _PRIORITIES:
+            return None
+        ev.priority = priority
+    ts_ms = _epoch_ms(ev.timestamp)
+    if ts_ms is None:
         return None
-    try:
-        moment = datetime.fromisoformat(ts)
-    except ValueError:
-        return None
-    error = d.error
-    return Event(d.event_id, d.job_id, d.queue_name, d.event_type, priority, to_ms(moment), d.processing_time_ms,
-                 d.wait_time_ms, error.message if error else None, error.error_type if error else None, d.worker_id,
-                 d.job_type)
+    ev.ts_ms, ev.timestamp = ts_ms, ""
+    return ev
 
 
 def parse_heartbeat(raw: bytes, max_bytes: int) -> Heartbeat | Rejected:

@@ -8,9 +8,11 @@ re-read after a crash safe.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import msgspec
 import orjson
 
 from aggregator import errors, schema, sketch
@@ -61,13 +63,9 @@ FAILURES = frozenset({"failed", "timed_out", "dead"})
 SAMPLE_MESSAGE_CHARS = 500
 
 
-@dataclass(slots=True)
-class Entry:
-    """One stream entry, parsed."""
-
-    entry_id: str
-    arrival_ms: int
-    item: Event | Heartbeat | Rejected
+# One stream entry, parsed: (entry id, arrival ms from the id, what it holds). A plain tuple: one is
+# built per event, and a tuple costs a fraction of an object with attributes.
+Entry = tuple[str, int, Event | Heartbeat | Rejected]
 
 
 @dataclass(frozen=True)
@@ -80,6 +78,11 @@ class FoldConfig:
     dedup_window_s: int
     job_ttl_s: int
     future_tolerance_ms: int
+
+    @functools.cached_property
+    def job_key_prefix(self) -> str:
+        """``keys.job(partition, "")``: a job's key is this plus its id."""
+        return self.keys.job(self.partition, "")
 
 
 @dataclass(slots=True)
@@ -105,13 +108,17 @@ class _Track:
         return cls(r, known.expires_at_s, r.state, r.ts_ms, r.rank, r.queue, list(r.event_ids))
 
 
-def parse_entries(raw: Iterable[tuple[bytes, dict[bytes, bytes]]], max_bytes: int) -> list[Entry]:
-    """Validate raw XREAD entries; bad ones become :class:`Rejected`."""
-    out = []
-    for entry_id_b, fields in raw:
+def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]], max_bytes: int) -> list[Entry]:
+    """Validate raw stream entries (fields as a flat list, or a dict); bad ones become :class:`Rejected`."""
+    out: list[Entry] = []
+    for entry_id_b, flat in raw:
         entry_id = entry_id_b.decode()
         arrival_ms = int(entry_id.split("-", 1)[0])
         item: Event | Heartbeat | Rejected
+        if type(flat) is list and len(flat) == 2 and flat[0] == EVENT_FIELD:  # the usual entry: no dict needed
+            out.append((entry_id, arrival_ms, parse_event(flat[1], max_bytes)))
+            continue
+        fields = dict(zip(flat[::2], flat[1::2], strict=True)) if isinstance(flat, list) else flat
         if EVENT_FIELD in fields:
             item = parse_event(fields[EVENT_FIELD], max_bytes)
         elif HEARTBEAT_FIELD in fields:
@@ -119,7 +126,7 @@ def parse_entries(raw: Iterable[tuple[bytes, dict[bytes, bytes]]], max_bytes: in
         else:
             names = b",".join(sorted(fields))[:200].decode(errors="replace")
             item = Rejected(f"entry has no 'event' field (fields: {names})", b"")
-        out.append(Entry(entry_id, arrival_ms, item))
+        out.append((entry_id, arrival_ms, item))
     return out
 
 
@@ -141,7 +148,8 @@ class Flush:
 
     def jobs_to_read(self, entries: list[Entry], cache: JobCache, now_s: float) -> list[str]:
         """Jobs of ``entries`` whose stored state this flush does not know yet."""
-        ids = {e.item.job_id for e in entries if isinstance(e.item, Event) and e.item.job_id not in self.tracks}
+        tracks = self.tracks
+        ids = {item.job_id for _, _, item in entries if isinstance(item, Event) and item.job_id not in tracks}
         return cache.missing(ids, now_s)
 
     def add(self, entries: list[Entry], cache: JobCache) -> None:
@@ -151,14 +159,13 @@ class Flush:
         tracks, minutes = self.tracks, self.minutes
         events = duplicates = clamped = 0
         max_age_ms = max(cfg.retention_s.values()) * 1000
-        for entry in entries:
-            item = entry.item
+        for entry_id, arrival_ms, item in entries:
             if isinstance(item, Rejected):
-                fx.dead_letter(entry.entry_id, item.reason, item.raw)
+                fx.dead_letter(entry_id, item.reason, item.raw)
                 fx.add(wm, schema.WM_DEAD_LETTERS)
                 continue
             if isinstance(item, Heartbeat):
-                _fold_heartbeat(fx, cfg.keys.workers(cfg.partition), item, entry.arrival_ms)
+                _fold_heartbeat(fx, cfg.keys.workers(cfg.partition), item, arrival_ms)
                 fx.add(wm, schema.WM_HEARTBEATS)
                 continue
             track = tracks.get(item.job_id)
@@ -167,20 +174,20 @@ class Flush:
             if item.event_id in track.event_ids:
                 duplicates += 1
                 continue
-            if item.ts_ms < entry.arrival_ms - max_age_ms:
+            if item.ts_ms < arrival_ms - max_age_ms:
                 # no bucket keeps it, and as a pending job it would age the queue by centuries
                 reason = f"timestamp too old: more than the longest retention ({max_age_ms // 1000} s) before arrival"
-                fx.dead_letter(entry.entry_id, reason, orjson.dumps(item))
+                fx.dead_letter(entry_id, reason, msgspec.json.encode(item))
                 fx.add(wm, schema.WM_DEAD_LETTERS)
                 continue
-            if item.ts_ms > entry.arrival_ms + cfg.future_tolerance_ms:
-                item.ts_ms = entry.arrival_ms
+            if item.ts_ms > arrival_ms + cfg.future_tolerance_ms:
+                item.ts_ms = arrival_ms
                 clamped += 1
             events += 1
             minute = item.ts_ms // 60_000 * 60
             tally = minutes.get((item.queue, minute))
             if tally is None:
-                tally = minutes[item.queue, minute] = _MinuteTally(_alive_bits(minute, entry.arrival_ms // 1000, cfg))
+                tally = minutes[item.queue, minute] = _MinuteTally(_alive_bits(minute, arrival_ms // 1000, cfg))
             _fold_counts(tally, item)
             if item.type in FAILURES and item.error_message is not None:
                 _fold_error(fx, item, cfg)
@@ -190,7 +197,7 @@ class Flush:
                 fx.add(wm, fld, n)
         self.entries += len(entries)
         if entries:
-            self.last_entry_id = entries[-1].entry_id
+            self.last_entry_id = entries[-1][0]
 
     def finish(self, cache: JobCache, now_s: float) -> Effects:
         """The flush's writes; ``cache`` learns the job states they store."""
@@ -225,6 +232,7 @@ def _advance(track: _Track, ev: Event) -> None:
     track.state, track.ts_ms, track.rank, track.queue = state, ev.ts_ms, rank, ev.queue
 
 
+@functools.lru_cache(maxsize=8192)  # a few sets per queue, asked for once per job
 def _gauge(keys: Keys, p: int, state: str, queue: str) -> tuple[str, str, str] | None:
     """The sorted set holding jobs of ``queue`` in ``state``, its summary field, and the queue."""
     if state == PENDING:
@@ -241,16 +249,17 @@ def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: J
     assert track.state is not None  # a changed track applied an event
     if track.entered_ms is not None:
         new = _gauge(keys, p, track.state, track.queue)
-        if track.prior is not None:
-            stale = [_gauge(keys, p, track.prior.state, track.prior.queue)]
+        prior = track.prior
+        if prior is not None:
+            old = _gauge(keys, p, prior.state, prior.queue)
+            if old and old != new:
+                _leave(fx, old, job_id)
         else:
             # Unknown job (new, or its state expired): make sure no gauge still holds it.
-            stale = [_gauge(keys, p, PENDING, track.queue), _gauge(keys, p, RUNNING, track.queue)]
-        for gauge in stale:
-            if gauge and gauge != new:
-                fx.gauge_remove(gauge[0], gauge[1], job_id)
-                if gauge[1] == schema.PENDING:
-                    fx.oldest[gauge[0]] = gauge[2]
+            for state in (PENDING, RUNNING):
+                old = _gauge(keys, p, state, track.queue)
+                if old != new:
+                    _leave(fx, old, job_id)  # type: ignore[arg-type]  # PENDING and RUNNING have sets
         if new:
             fx.gauge_add(new[0], new[1], job_id, track.entered_ms)
             if new[1] == schema.PENDING:
@@ -265,7 +274,7 @@ def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: J
         expires = now_s + ttl_s
     else:
         ttl_s = 0  # the stored key keeps its TTL
-    fx.jobs[keys.job(p, job_id)] = (record.encode(), ttl_s)
+    fx.jobs[cfg.job_key_prefix + job_id] = (record.encode(), ttl_s)
     cache.put(job_id, Known(record, expires), finished)
 
 
@@ -287,6 +296,12 @@ def _time_fields(name: str, value_ms: int) -> tuple[str, str]:
     return got
 
 
+def _leave(fx: Effects, gauge: tuple[str, str, str], job_id: str) -> None:
+    fx.gauge_remove(gauge[0], gauge[1], job_id)
+    if gauge[1] == schema.PENDING:
+        fx.oldest[gauge[0]] = gauge[2]
+
+
 def _fold_counts(tally: _MinuteTally, ev: Event) -> None:
     kind = ev.type
     adds = tally.adds
@@ -296,9 +311,9 @@ def _fold_counts(tally: _MinuteTally, ev: Event) -> None:
         key = _PRIORITY_FIELD.get(ev.priority) or _PRIORITY_FIELD.setdefault(ev.priority, schema.PRIORITY + ev.priority)
         adds[key] = adds.get(key, 0) + 1
     elif kind in OUTCOMES and ev.processing_ms is not None:
-        _add_time(tally, "pt", ev.processing_ms)
+        _add_time(adds, tally.types, tally.maxes, "pt", ev.processing_ms)
     elif kind == "started" and ev.wait_ms is not None:
-        _add_time(tally, "wt", ev.wait_ms)
+        _add_time(adds, tally.types, tally.maxes, "wt", ev.wait_ms)
     if ev.job_type:
         key = f"{schema.JOB_TYPE}{kind}:{ev.job_type}"
         tally.types[key] = tally.types.get(key, 0) + 1
@@ -308,8 +323,7 @@ def _fold_counts(tally: _MinuteTally, ev: Event) -> None:
         tally.last_ms = ev.ts_ms
 
 
-def _add_time(tally: _MinuteTally, name: str, value_ms: int) -> None:
-    adds, types, maxes = tally.adds, tally.types, tally.maxes
+def _add_time(adds: dict[str, int], types: dict[str, int], maxes: dict[str, int], name: str, value_ms: int) -> None:
     sum_field, n_field, max_field = _TIME_NAMES[name]
     bin_field, hist_field = _time_fields(name, value_ms)
     adds[sum_field] = adds.get(sum_field, 0) + value_ms

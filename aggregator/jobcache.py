@@ -9,6 +9,7 @@ stored key certainly still exists (its TTL is tracked here).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -103,8 +104,8 @@ class JobCache:
         self._finished.clear()
         excess = len(jobs) - self.capacity
         if excess > 0:
-            for job_id in list(self._jobs)[:excess]:
-                del self._jobs[job_id]
+            for job_id in list(itertools.islice(jobs, excess)):
+                del jobs[job_id]
 
     def clear(self) -> None:
         """Forget everything (after a failed apply or a lost lease)."""

@@ -29,6 +29,9 @@ from aggregator.settings import Settings
 log = logging.getLogger("jobpulse.aggregator")
 
 
+_EXPIRY_MEMO_MAX = 100_000
+
+
 class Fenced(Exception):
     """Another owner holds the partition now."""
 
@@ -44,10 +47,10 @@ class PartitionPipeline:
     """Reads, folds and applies one partition while this process holds its lease."""
 
     def __init__(self, p: int, lease_value: str, settings: Settings, client: redis.Redis, apply: Script,
-                 pool: ThreadPoolExecutor) -> None:
+                 read: Script, pool: ThreadPoolExecutor) -> None:
         self.p, self.lease_value, self.settings, self.client = p, lease_value, settings, client
         self.keys = Keys(settings.key_prefix)
-        self._apply, self._pool = apply, pool
+        self._apply, self._read, self._pool = apply, read, pool
         self.cfg = FoldConfig(
             keys=self.keys,
             partition=p,
@@ -58,10 +61,13 @@ class PartitionPipeline:
             future_tolerance_ms=settings.future_tolerance_s * 1000,
         )
         self.cache = JobCache(settings.job_cache_size)
+        # bucket key -> the EXPIREAT this owner has already sent for it (a bucket's expiry never changes)
+        self._expiry_sent: dict[str, int] = {}
         self.wm_id = self.read_id = "0-0"
         self.flush: Flush | None = None
         self.opened_s = 0.0
         self.inflight: _InFlight | None = None
+        self._ahead: Future[Any] | None = None  # the next chunk, being read
         self.applied_entries = self.applied_flushes = 0
         self.caught_up = False
         self._checked_s = 0.0
@@ -69,8 +75,9 @@ class PartitionPipeline:
 
     def reload(self) -> None:
         """Forget everything in memory and continue from the stored watermark."""
-        self.flush, self.inflight = None, None
+        self.flush, self.inflight, self._ahead = None, None, None
         self.cache.clear()
+        self._expiry_sent.clear()
         wm_id = self.client.hget(self.keys.watermark(self.p), schema.WM_ID)
         self.wm_id = self.read_id = wm_id.decode() if isinstance(wm_id, bytes) else "0-0"
 
@@ -79,8 +86,14 @@ class PartitionPipeline:
         """Nothing read and not yet applied."""
         return self.flush is None and self.inflight is None
 
-    def step(self, now_s: float) -> int:
-        """Read and fold the next chunk, apply the open flush when due; entries read."""
+    def step(self, now_s: float, eager: bool = False) -> int:
+        """Read and fold the next chunk, apply the open flush when due; entries read.
+
+        A flush is due when it has been open for the flush interval or is full
+        (or, with ``eager``, as soon as the stream is caught up: draining needs
+        no merging across time). Applying it whenever the stream is caught up
+        would, at live rates, apply tiny flushes and merge nothing.
+        """
         if self.inflight is not None and self.inflight.future.done():
             self.settle()
         s = self.settings
@@ -89,7 +102,7 @@ class PartitionPipeline:
             n = self._read_chunk(now_s)
             self.caught_up = n < s.batch_size
         flush = self.flush
-        if flush is not None and (self.caught_up or flush.entries >= s.max_flush_entries
+        if flush is not None and ((eager and self.caught_up) or flush.entries >= s.max_flush_entries
                                   or now_s - self.opened_s >= s.flush_interval_ms / 1000):
             self.submit(now_s)
         elif flush is None and self.inflight is None and now_s - self._checked_s >= s.lease_ttl_ms / 3000:
@@ -99,11 +112,22 @@ class PartitionPipeline:
             self.submit(now_s)
         return n
 
+    def _fetch(self, after_id: str) -> Future[Any]:
+        """Ask the apply thread for the entries after ``after_id``: it reads while this thread folds.
+
+        Through a script, so the reply stays raw lists (redis-py's XRANGE reply
+        parsing costs ~1 µs an entry).
+        """
+        return self._pool.submit(self._read, keys=[self.keys.stream(self.p)],
+                                 args=["(" + after_id, self.settings.batch_size])
+
     def _read_chunk(self, now_s: float) -> int:
-        raw: list[Any] = self.client.xrange(self.keys.stream(self.p), "(" + self.read_id, "+",  # type: ignore[assignment]
-                                            count=self.settings.batch_size)
+        ahead, self._ahead = self._ahead, None
+        raw: list[Any] = (ahead or self._fetch(self.read_id)).result()
         if not raw:
             return 0
+        if len(raw) == self.settings.batch_size:  # more is waiting: read it while this chunk is folded
+            self._ahead = self._fetch(raw[-1][0].decode())
         entries = parse_entries(raw, self.settings.max_entry_bytes)
         if self.flush is None:
             self.flush, self.opened_s = Flush(self.cfg), now_s
@@ -111,7 +135,7 @@ class PartitionPipeline:
         if missing:
             self._load_jobs(missing)
         self.flush.add(entries, self.cache)
-        self.read_id = entries[-1].entry_id
+        self.read_id = entries[-1][0]
         return len(entries)
 
     def _load_jobs(self, job_ids: list[str]) -> None:
@@ -122,12 +146,17 @@ class PartitionPipeline:
 
     def submit(self, now_s: float) -> None:
         """Hand the open flush to the apply thread (after the previous one has landed)."""
+        if self.inflight is not None:
+            self.settle()  # if that reloads from Redis, the open flush is dropped with everything else
         flush, self.flush = self.flush, None
         if flush is None:
             return
-        if self.inflight is not None:
-            self.settle()
         fx = flush.finish(self.cache, now_s)
+        sent = self._expiry_sent
+        if len(sent) > _EXPIRY_MEMO_MAX:
+            sent.clear()
+        fx.expire_at_s = {key: at for key, at in fx.expire_at_s.items() if sent.get(key) != at}
+        sent.update(fx.expire_at_s)
         keys = self.keys
         fixed = [keys.lease(self.p), keys.watermark(self.p), keys.stream(self.p), keys.summary(self.p),
                  keys.oldest_pending(self.p)]
@@ -160,8 +189,10 @@ class PartitionPipeline:
             log.error("partition %d: %d events were trimmed before they were read", self.p, lost)
         self.applied_entries += inflight.entries
         self.applied_flushes += 1
-        if self.inflight is None and self.flush is None:
-            self.cache.trim()
+        # Nothing is in flight now: whatever the cache forgets is stored, and the open flush
+        # holds its own jobs' states. (Trimming with a flush in flight could forget a job whose
+        # write has not landed, and the next read of it would find the state before that write.)
+        self.cache.trim()
 
     def finish(self, now_s: float) -> None:
         """Apply what has been read and wait for it."""

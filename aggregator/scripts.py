@@ -7,7 +7,7 @@ from importlib import resources
 import redis
 from redis.commands.core import Script
 
-NAMES = ("apply", "lease_acquire", "lease_renew", "lease_release")
+NAMES = ("apply", "read", "lease_acquire", "lease_renew", "lease_release")
 
 
 def source(name: str) -> str:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 SYSTEM_MODULES = frozenset({
     "test_acl_tls", "test_bench", "test_cli", "test_cluster", "test_dashboard", "test_faults", "test_install",
-    "test_integration_arq", "test_integration_celery", "test_integration_dramatiq", "test_integration_rq",
+    "test_integration_arq", "test_integration_celery", "test_integration_dramatiq", "test_integration_errors",
+    "test_integration_rq",
     "test_spool", "test_start_order",
 })
 # system tests inside modules that are otherwise unit or integration tests (module::function)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -130,3 +131,19 @@ def test_fast_path_agrees_at_each_limit(change: dict[str, object]) -> None:
     fast, model = fast_event(raw), model_event(raw)
     assert fast is None or fast == model
     assert (fast is None) == isinstance(model, Rejected)  # every valid boundary case takes the fast path
+
+
+_TIMESTAMPS = ["2026-11-28T10:00:00.123Z", "2026-11-28T10:00:00Z", "2026-11-28T10:00:00.5+01:00",
+               "2026-11-28T10:00:00.123456-03:30", "2026-02-30T10:00:00.123Z", "2026-11-28T25:00:00.123Z",
+               "2026-11-28T10:00:00.1\u0663\u0663Z", "2026-11-28T10:00:00.1234567Z", "2026-11-28 10:00:00.123Z",
+               "2026-11-28T10:00:00.123z", "1969-12-31T23:59:59.999Z", "2026-11-28T10:00:00.123"]
+
+
+@pytest.mark.parametrize("ts", _TIMESTAMPS)
+def test_fast_path_reads_timestamps_exactly_as_the_model(ts: str) -> None:
+    raw = orjson.dumps({**_BASE, "timestamp": ts})
+    fast, model = fast_event(raw), model_event(raw)
+    assert fast is None or fast == model
+    if fast is not None:
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        assert fast.ts_ms == (datetime.fromisoformat(ts) - epoch) // timedelta(milliseconds=1)

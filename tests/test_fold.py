@@ -77,6 +77,21 @@ def test_gauges_match_reference_model(seed: int, n_jobs: int, shuffle: bool, dup
             )
             got = sorted(int(s) for _, s in client.zrange(keys.pending(p, q), 0, -1, withscores=True))
             assert got == want
+    # each partition's summary is the sum of its queues: what the overview reads instead of every queue
+    for p in range(cfg.partitions):
+        mine = [q for q in QUEUES if partition_of(q, cfg.partitions) == p]
+        summary = {k.decode(): int(v) for k, v in client.hgetall(keys.summary(p)).items()}
+        assert summary.get("pending", 0) == sum(client.zcard(keys.pending(p, q)) for q in mine)
+        assert summary.get("running", 0) == sum(client.zcard(keys.running(p, q)) for q in mine)
+        for q in mine:
+            totals = {k.decode(): int(v) for k, v in client.hgetall(keys.totals(p, q)).items()}
+            assert all(summary.get(k, 0) >= v for k, v in totals.items() if k.startswith("n:"))
+        assert sum(v for k, v in summary.items() if k.startswith("n:")) == sum(
+            int(v) for q in mine for k, v in client.hgetall(keys.totals(p, q)).items() if k.startswith(b"n:"))
+        oldest = dict(client.zrange(keys.oldest_pending(p), 0, -1, withscores=True))
+        for q in mine:
+            head = client.zrange(keys.pending(p, q), 0, 0, withscores=True)
+            assert oldest.get(q.encode()) == (head[0][1] if head else None)
 
 
 def test_future_events_are_clamped_to_arrival_and_counted() -> None:
@@ -91,11 +106,14 @@ def test_future_events_are_clamped_to_arrival_and_counted() -> None:
     assert abs(stored - arrival_guess_ms) < 60_000  # the arrival time, not the year 2999
 
 
+_NOT_STATS = (b":events", b":lease", b":fence", b":aggregators", b":housekeeping")
+
+
 def _stored(client: fakeredis.FakeRedis, prefix: str) -> dict[bytes, object]:
     """Every stats key and its content; the stream, leases and timing fields left out."""
     out: dict[bytes, object] = {}
     for key in client.scan_iter(match=f"*{prefix}*", count=1000):
-        if key.endswith((b":events", b":lease", b":fence", b":aggregators")) or b":aggregator:" in key:
+        if key.endswith(_NOT_STATS) or b":aggregator:" in key:
             continue
         kind = client.type(key)
         if kind == b"hash":
