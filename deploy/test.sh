@@ -276,7 +276,13 @@ check_secret_scope() {
 }
 
 check_cluster() {
-  local info masters aggregators
+  local info masters aggregators init=${1}_cluster-init_1
+  for _ in $(seq 180); do  # up returns once the containers started; the one-shot may still run
+    [ "$(podman inspect --format '{{.State.Status}}' "$init")" = exited ] && break
+    sleep 0.5
+  done
+  [ "$(podman inspect --format '{{.State.Status}} {{.State.ExitCode}}' "$init")" = "exited 0" ] \
+    || { podman logs "$init" >&2 || true; die "cluster: cluster-init did not finish with exit code 0"; }
   info=$(podman exec "${1}_redis-1_1" redis-cli cluster info | tr -d '\r')
   grep -q '^cluster_state:ok' <<<"$info" || die "cluster: not ok: $info"
   masters=$(podman exec "${1}_redis-1_1" redis-cli cluster nodes | grep -c master || true)
