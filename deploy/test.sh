@@ -237,6 +237,7 @@ compose_test() {
   python3 "$DEPLOY/smoke.py" check "http://127.0.0.1:$port" "$key" ${bridge_port:+hammerwork} \
     || { "${compose[@]}" logs >&2 || true; die "$name: wrong counts"; }
   if [ "$name" = cluster ]; then
+    check_cluster_init "$project"
     podman run --rm --network "${project}_default" -e JOBPULSE_REDIS_URL="$url" -e JOBPULSE_PARTITIONS="$partitions" \
       -v "$DEPLOY/smoke.py:/smoke.py:ro" "$IMAGE" python /smoke.py owners 3 \
       || die "cluster: the three aggregators do not share the partitions"
@@ -263,6 +264,18 @@ compose_test() {
   say "$name: counted exactly, came down cleanly"
 }
 
+# The one-shot must end with exit code 0. (`redis-cli --cluster create` sometimes waits 30-50 s for
+# the nodes' views to agree, long after every node says cluster_state:ok and the aggregators run.)
+check_cluster_init() {
+  local init=${1}_cluster-init_1
+  for _ in $(seq 360); do
+    [ "$(podman inspect --format '{{.State.Status}}' "$init")" = exited ] && break
+    sleep 0.5
+  done
+  [ "$(podman inspect --format '{{.State.Status}} {{.State.ExitCode}}' "$init")" = "exited 0" ] \
+    || { podman logs "$init" >&2 || true; die "cluster: cluster-init did not finish with exit code 0"; }
+}
+
 # Only the bridge requires the hammerwork secret: compose.yaml is read without it, the pair is not.
 check_secret_scope() {
   local compose=("$WORK/venv/bin/podman-compose" -p "$RUN-config" -f "$DEPLOY/compose.yaml")
@@ -276,13 +289,13 @@ check_secret_scope() {
 }
 
 check_cluster() {
-  local info masters aggregators init=${1}_cluster-init_1
-  for _ in $(seq 180); do  # up returns once the containers started; the one-shot may still run
-    [ "$(podman inspect --format '{{.State.Status}}' "$init")" = exited ] && break
-    sleep 0.5
+  local info masters aggregators n
+  for n in 1 2 3; do  # up returns once the containers started; cluster-init may still be joining them
+    for _ in $(seq 240); do
+      [[ "$(podman exec "${1}_redis-${n}_1" redis-cli cluster info)" == *cluster_state:ok* ]] && break
+      sleep 0.5
+    done
   done
-  [ "$(podman inspect --format '{{.State.Status}} {{.State.ExitCode}}' "$init")" = "exited 0" ] \
-    || { podman logs "$init" >&2 || true; die "cluster: cluster-init did not finish with exit code 0"; }
   info=$(podman exec "${1}_redis-1_1" redis-cli cluster info | tr -d '\r')
   grep -q '^cluster_state:ok' <<<"$info" || die "cluster: not ok: $info"
   masters=$(podman exec "${1}_redis-1_1" redis-cli cluster nodes | grep -c master || true)
