@@ -152,12 +152,11 @@ def _aggregate(settings: Settings, drain: bool) -> int:
     from aggregator.consumer import Aggregator
 
     target = _require_url(settings)
-    stopping = threading.Event()
+    signalled: list[int] = []  # a plain list, not an Event: see stop()
     aggregator: Aggregator | None = None
 
     def stop(signum: int, _: FrameType | None) -> None:
-        log.info("signal %d: finishing the current batch, then releasing leases", signum)
-        stopping.set()
+        signalled.append(signum)  # nothing else here: a handler that logs or locks can deadlock the code it interrupts
         if aggregator is not None:
             aggregator.stop()
 
@@ -173,11 +172,11 @@ def _aggregate(settings: Settings, drain: bool) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     # A container or unit may start before its Redis (or before its cluster has all slots): wait, don't exit.
-    aggregator = wait_until_ready(connect, target.describe(), stopping)
+    aggregator = wait_until_ready(connect, target.describe(), lambda: bool(signalled))
     if aggregator is None:
-        log.info("stopped before Redis was ready")
+        log.info("signal %d before Redis was ready: stopped", signalled[0])
         return 0
-    if stopping.is_set():
+    if signalled:
         aggregator.stop()
     log.info("aggregator %s on %s, %d partitions", aggregator.owner_id, target.describe(), aggregator.partitions)
     progress = aggregator.run(drain=drain)

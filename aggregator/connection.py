@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -166,11 +165,14 @@ def ensure_meta(client: redis.Redis, keys: Keys, partitions: int) -> int:
 def wait_until_ready(
     connect: Callable[[], T],
     where: str,
-    stop: threading.Event,
+    stopped: Callable[[], bool],
     first_backoff_s: float = 0.5,
     max_backoff_s: float = 10.0,
 ) -> T | None:
-    """``connect()``, retried with backoff while Redis is not ready; None if ``stop`` is set first."""
+    """``connect()``, retried with backoff while Redis is not ready; None once ``stopped()`` says so.
+
+    ``stopped`` is polled (every 50 ms while waiting), not an Event: a signal handler sets it, and
+    an Event's set() would take the lock that the interrupted Event.wait() may be holding."""
     backoff_s, started_s, waited = first_backoff_s, time.monotonic(), False
     while True:
         try:
@@ -181,8 +183,11 @@ def wait_until_ready(
             reason = (str(exc).splitlines() or [""])[0]
             log.warning("Redis at %s is not ready (%s: %s); retrying in %.1f s",
                         where, type(exc).__name__, reason, backoff_s)
-            if stop.wait(backoff_s):
-                return None
+            deadline_s = time.monotonic() + backoff_s
+            while (left_s := deadline_s - time.monotonic()) > 0:
+                if stopped():
+                    return None
+                time.sleep(min(left_s, 0.05))
             backoff_s, waited = min(backoff_s * 2, max_backoff_s), True
             continue
         if waited:

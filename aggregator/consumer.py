@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -50,7 +49,9 @@ class Aggregator:
         self.report = SelfReport(client, self.keys, self.owner_id, settings.lease_ttl_ms)
         self.pipelines: dict[int, PartitionPipeline] = {}
         self.progress = Progress()
-        self._stop = threading.Event()
+        # A plain flag, not a threading.Event: stop() runs in signal handlers, and an Event's
+        # set() takes the lock that the Event.wait() the signal interrupted may be holding.
+        self._stopping = False
         self._apply = scripts.register(client, "apply")
         self._read = scripts.register(client, "read")
         # One apply thread: flushes land in the order they were folded, and Redis
@@ -63,14 +64,20 @@ class Aggregator:
         return set(self.membership.held)
 
     def stop(self) -> None:
-        """Ask the loop to finish its current flushes, release leases and return."""
-        self._stop.set()
+        """Ask the loop to apply what it has read, release leases and return (safe in a signal handler)."""
+        self._stopping = True
+
+    def _nap(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, waking early once stop() has been called."""
+        deadline = time.monotonic() + seconds
+        while not self._stopping and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))
 
     def run(self, drain: bool = False) -> Progress:
         """Consume until stopped; with ``drain``, until it owns every partition and all are empty."""
         next_renew = backoff_s = 0.0
         try:
-            while not self._stop.is_set():
+            while not self._stopping:
                 try:
                     if time.monotonic() >= next_renew:
                         self.rebalance(want_all=drain)
@@ -84,7 +91,7 @@ class Aggregator:
                     backoff_s = min(MAX_BACKOFF_S, max(0.1, backoff_s * 2))
                     log.warning("Redis unreachable (%s); retrying in %.1f s", exc, backoff_s)
                     next_renew = 0.0
-                    self._stop.wait(backoff_s)
+                    self._nap(backoff_s)
                     continue
                 if worked == 0:
                     idle = all(pipe.idle for pipe in self.pipelines.values())
@@ -93,8 +100,10 @@ class Aggregator:
                     if drain and len(self.pipelines) < self.partitions:
                         next_renew = 0.0  # a dead owner's lease is still running out: keep trying
                     if not (drain and not idle):  # an open flush is applied when due, after this nap
-                        self._stop.wait(self.settings.idle_sleep_ms / 1000)
+                        self._nap(self.settings.idle_sleep_ms / 1000)
         finally:
+            if self._stopping:
+                log.info("stopping: applying what was read, then releasing the leases")
             self.release_all()
         return self.progress
 
@@ -102,7 +111,7 @@ class Aggregator:
         """One step of every owned partition; entries read (``eager``: apply as soon as caught up)."""
         worked = 0
         for p in sorted(self.pipelines):
-            if self._stop.is_set():
+            if self._stopping:
                 break
             pipe = self.pipelines[p]
             try:

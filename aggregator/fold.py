@@ -28,7 +28,7 @@ from aggregator.events import (
 )
 from aggregator.jobcache import JobCache, JobRecord, Known
 from aggregator.keys import GRANULARITY_S, Keys, bucket_start
-from aggregator.stats import histogram_index
+from aggregator.sketch import histogram_index
 
 PENDING, RUNNING, AWAITING_RETRY, FINISHED = (
     schema.JOB_PENDING, schema.JOB_RUNNING, schema.JOB_AWAITING_RETRY, schema.JOB_FINISHED)

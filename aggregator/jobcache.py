@@ -58,7 +58,6 @@ class JobCache:
         self.capacity = capacity
         self._jobs: dict[str, Known] = {}
         self._finished: list[str] = []  # put as finished since the last trim
-        self.hits = self.misses = 0
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -81,11 +80,9 @@ class JobCache:
         for job_id in job_ids:
             known = jobs.get(job_id)
             if known is not None and (known.expires_at_s is None or known.expires_at_s - _EXPIRY_MARGIN_S > now_s):
-                self.hits += 1
                 continue
             if known is not None:
                 del jobs[job_id]
-            self.misses += 1
             out.append(job_id)
         return out
 

@@ -28,7 +28,10 @@ def error_doc(description: str) -> dict[str, Any]:
 
 # Errors come in the same envelope as data, not in FastAPI's default {"detail": [...]}: the
 # schema says so, and schemathesis holds the API to it.
-BAD_PARAMETER = error_doc("A bad query parameter, named in `error`.")
+BAD_PARAMETER = error_doc(
+    "A bad query parameter, named in `error`; also a request over the cost bound (api/limits.py: at most "
+    "1000 queue names, 1000 buckets, 50,000 stored hashes read)."
+)
 
 
 def ok(data: BaseModel | list[Any]) -> Response:
@@ -38,7 +41,7 @@ def ok(data: BaseModel | list[Any]) -> Response:
     declared response_model (a third of a request's time); the routes still
     declare it, for the OpenAPI schema, and the tests check bodies against it.
     """
-    body = _Envelope(success=True, data=data, error=None, timestamp=datetime.now(UTC))
+    body = _Envelope.model_construct(success=True, data=data, error=None, timestamp=datetime.now(UTC))
     return Response(body.model_dump_json(), media_type="application/json")
 
 
@@ -49,7 +52,7 @@ def failure(status: int, message: str) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Render bad input (422) and an unreachable Redis (503) in the envelope."""
+    """Render bad input (422), a Redis timeout (504) and an unreachable Redis (503) in the envelope."""
 
     @app.exception_handler(BadParameter)
     async def bad_parameter(_: Request, exc: BadParameter) -> JSONResponse:
@@ -61,7 +64,21 @@ def install_error_handlers(app: FastAPI) -> None:
         name = str(err["loc"][-1]) if err.get("loc") else "request"
         return failure(422, f"invalid parameter '{name}': {err['msg']}")
 
+    @app.exception_handler(redis.TimeoutError)
+    async def redis_slow(_: Request, exc: redis.TimeoutError) -> JSONResponse:
+        log.warning("Redis did not answer in time while serving a request")
+        return failure(504, redis_problem(exc))
+
     @app.exception_handler(redis.RedisError)
     async def redis_down(_: Request, exc: redis.RedisError) -> JSONResponse:
         log.warning("Redis error while serving a request: %s", type(exc).__name__)
-        return failure(503, f"Redis unreachable: {type(exc).__name__}")
+        return failure(503, redis_problem(exc))
+
+
+def redis_problem(exc: BaseException) -> str:
+    """What went wrong with Redis, for a person: a timeout is slowness, not Redis being down."""
+    if isinstance(exc, redis.TimeoutError | TimeoutError):
+        return "Redis did not answer in time (busy, or the request is large): try again or ask for less"
+    if isinstance(exc, redis.ConnectionError | OSError):
+        return f"Redis unreachable: {type(exc).__name__}"
+    return f"Redis error: {type(exc).__name__}"

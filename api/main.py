@@ -2,58 +2,47 @@
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-import redis
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from aggregator.connection import RedisTarget, store_partitions_async
+from aggregator.connection import RedisTarget
 from aggregator.keys import Keys
 from aggregator.settings import Settings
+from api.accesslog import truncate_access_log
 from api.auth import AuthMiddleware, Credentials
 from api.envelope import install_error_handlers
 from api.routers import dashboard, metrics, probes, stats, stream
 from api.routers.dashboard import STATIC_DIR
-from api.routers.stream import StreamSlots
+from api.state import AppState, PartitionCount, StreamSlots
+
+# A reply later than this is a timeout (reported as such, never as Redis being down). Requests are
+# bounded (api/limits.py) and their Redis work chunked, so a healthy Redis answers far sooner.
+REDIS_TIMEOUT_S = 5.0
+GIL_SWITCH_S = 0.001
 
 
-class PartitionCount:
-    """P as stored in the meta key (stored by this API if it is the first component to start);
-    the setting while Redis cannot be read."""
-
-    def __init__(self, client: redis.asyncio.Redis, keys: Keys, fallback: int) -> None:
-        self.client, self.keys, self.fallback = client, keys, fallback
-        self.known: int | None = None
-
-    async def __call__(self) -> int:
-        if self.known is None:
-            try:
-                self.known = await self._stored()
-            except (redis.RedisError, OSError):
-                return self.fallback
-        return self.known if self.known is not None else self.fallback
-
-    async def _stored(self) -> int | None:
-        try:
-            return await store_partitions_async(self.client, self.keys, self.fallback)
-        except redis.exceptions.NoPermissionError:  # the read-only ACL user: read what another stored
-            raw = await self.client.hget(self.keys.meta, "partitions")  # type: ignore[misc]  # redis-py 5 stubs
-            return None if raw is None else int(raw)
-
-
-def create_app(settings: Settings, target: RedisTarget | None = None) -> FastAPI:
-    """The API app for one deployment."""
+def create_app(settings: Settings, target: RedisTarget | None = None,
+               clock: Callable[[], float] = time.time) -> FastAPI:
+    """The API app for one deployment (``clock``: the time source, for tests)."""
     target = target or RedisTarget(settings.redis_url)
+    state = AppState(settings=settings, keys=Keys(settings.key_prefix),
+                     streams=StreamSlots(settings.stream_max_clients), clock=clock, started_s=clock())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = target.asyncio(socket_timeout=2.0, socket_connect_timeout=2.0)
-        app.state.redis = client
-        app.state.partitions = PartitionCount(client, app.state.keys, settings.partitions)
+        client = target.asyncio(socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S)
+        state.redis_client = client
+        state.partitions = PartitionCount(client, state.keys, settings.partitions)
+        truncate_access_log()
+        # Large responses are built in worker threads; a thread holding the GIL gives it back to the
+        # event loop after this long (default 5 ms), so other requests are not held up behind it.
+        sys.setswitchinterval(GIL_SWITCH_S)
         yield
         await client.aclose()
 
@@ -63,10 +52,7 @@ def create_app(settings: Settings, target: RedisTarget | None = None) -> FastAPI
         summary="Job queue statistics, hammerwork-web compatible, computed from precomputed Redis keys.",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.keys = Keys(settings.key_prefix)
-    app.state.started_s = time.time()
-    app.state.streams = StreamSlots(settings.stream_max_clients)
+    app.state.jobpulse = state
     app.add_middleware(AuthMiddleware, credentials=Credentials.from_settings(settings), settings=settings)
     if settings.trusted_proxies:  # added last, so it runs first: the lockout sees the forwarded client
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)

@@ -1,16 +1,19 @@
-"""Prometheus exposition of the precomputed stats: conventional names, base
-units (seconds), and only the ``queue`` label (never job or worker ids)."""
+"""The Prometheus exposition of the precomputed stats, a unit apart from the JSON report:
+conventional names, base units (seconds), and only the ``queue`` label (never job or worker ids)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 
-from aggregator.stats import HISTOGRAM_BOUNDS_MS, Tally
-from aggregator.store import PartitionStatus, QueueSnapshot, Worker
+from aggregator.sketch import HISTOGRAM_BOUNDS_MS
 from api.health import is_active
+from api.stats import Tally
+from api.store import PartitionStatus, QueueSnapshot, StatsStore, Worker
+from api.window import BucketRange
 
 # (metric suffix, event types counted, help)
 COUNTERS = (
@@ -23,6 +26,16 @@ COUNTERS = (
     ("dead", ("dead",), "Jobs that gave up."),
     ("cancelled", ("cancelled",), "Jobs cancelled."),
 )
+
+
+async def collect(store: StatsStore, now_ms: int) -> list[Metric]:
+    """Read the store once and build every metric family of one scrape."""
+    names = await store.queue_names()
+    snaps, workers, parts = await asyncio.gather(
+        store.snapshots(names, BucketRange("m", [], []), fields="all"), store.workers(), store.partitions_status()
+    )
+    # one family entry per queue and histogram bucket: built off the event loop
+    return await asyncio.to_thread(families, snaps, parts, workers, now_ms)
 
 
 def families(

@@ -54,7 +54,7 @@ class Latency(BaseModel):
 class SystemOverview(BaseModel):
     """The whole system at a glance."""
 
-    total_queues: int = Field(ge=0, description="Queues ever seen.")
+    total_queues: int = Field(ge=0, description="Queues ever seen (with queues=: those of them ever seen).")
     total_jobs: int = Field(ge=0, description="`enqueued` events ever (deduplicated).")
     pending_jobs: int = Field(ge=0, description="Jobs pending now.")
     running_jobs: int = Field(ge=0, description="Jobs running now.")
@@ -75,7 +75,11 @@ class SystemOverview(BaseModel):
     oldest_pending_age_seconds: int | None = Field(description="Age of the oldest pending job; null if none.")
     processing_time_ms: Latency = Field(description="Processing time percentiles in the window.")
     wait_time_ms: Latency = Field(description="Enqueue-to-start wait percentiles in the window.")
-    window_seconds: float = Field(description="Span the windowed rates cover.")
+    window_seconds: float = Field(
+        description="Span the windowed rates cover: the rate window (default 5 min, the current minute "
+                    "counted up to now), starting no earlier than the first data the store holds; "
+                    "with start/end, the range up to now."
+    )
     aggregator_lag_seconds: float = Field(
         description="Newest stream entry time − newest applied entry time (max over partitions)."
     )
@@ -120,7 +124,10 @@ class HourlyTrend(BaseModel):
     hour: datetime = Field(description="Bucket start, UTC-aligned (weeks start Monday).")
     completed: int = Field(ge=0, description="`completed` events in the bucket.")
     failed: int = Field(ge=0, description="Failures (failed + timed_out + dead) in the bucket.")
-    throughput: float = Field(description="Outcomes in the bucket ÷ minutes in the bucket.")
+    throughput: float = Field(
+        description="Outcomes in the bucket ÷ minutes in the bucket (for the bucket holding now: its "
+                    "elapsed minutes, from the first data on)."
+    )
     avg_processing_time_ms: float = Field(description="Mean processing_time_ms of outcomes in the bucket.")
     error_rate: float = Field(description="Failures ÷ outcomes in the bucket (0 if none).")
     # added fields

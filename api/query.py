@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from aggregator.keys import GRANULARITY_S
 
 MAX_BUCKETS = 1000
+MAX_QUEUE_NAMES = 1000  # see api/limits.py
 # Times outside this span are refused: a default range reaching back before year 1 crashed datetime
 EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
@@ -47,11 +48,13 @@ def parse_queues(raw: list[str] | None) -> list[str] | None:
     if not raw:
         return None
     names = [part.strip() for value in raw for part in value.split(",")]
-    names = [n for n in names if n]
+    names = sorted({n for n in names if n})
+    if len(names) > MAX_QUEUE_NAMES:
+        raise BadParameter("queues", f"{len(names)} queue names; at most {MAX_QUEUE_NAMES} per request")
     for n in names:
         if len(n) > 200:
             raise BadParameter("queues", "a queue name is at most 200 characters")
-    return sorted(set(names)) or None
+    return names or None
 
 
 def align(ts_s: int, step_s: int) -> int:

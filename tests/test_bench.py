@@ -18,6 +18,7 @@ RUNS = {
     "freshness": (["--rate", "500", "--seconds", "1"], ["visible_ms_p50", "visible_ms_p99", "probes"]),
     "requests": (["--requests", "5", "--small-events", "300", "--big-events", "600", "--queue-counts", "10,100"],
                  ["cases"]),
+    "young": (["--at", "3"], ["points"]),
     "cluster": (["--events", "500", "--processes", "1,2"], ["runs", "projection"]),
     "memory": (["--per-minute", "1", "--minute-days", "0.01", "--hour-days", "0.2"],
                ["bytes_per_queue", "bytes_per_queue_by_kind", "events"]),
@@ -53,3 +54,11 @@ def test_benchmark_prints_its_json(name: str, redis_url: str) -> None:
             assert all(f["rps"] > 0 and f["p99_ms"] >= f["p50_ms"] > 0 for f in figures.values())
     if name == "memory":
         assert result["bytes_per_queue"] == sum(result["bytes_per_queue_by_kind"].values()) > 0
+
+
+def test_requests_heavy_mode_prints_its_json(redis_url: str) -> None:
+    result = _run("requests", ["--mode", "heavy", "--small-events", "300", "--repeats", "1"], redis_url)
+    assert result["benchmark"] == "requests-heavy" and result["queues"] == 1000
+    for name, figures in result["requests"].items():
+        assert figures["status"] in ([200], [422]), name
+        assert figures["health_polls"] > 0 and figures["max_ms"] > 0

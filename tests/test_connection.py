@@ -42,7 +42,7 @@ def test_waits_through_not_ready_errors_then_returns_the_connection(caplog: pyte
         redis.exceptions.ClusterDownError("CLUSTERDOWN Hash slot not served"),
     )
     with caplog.at_level(logging.INFO, logger="jobpulse"):
-        got = wait_until_ready(connect, "redis-1:6379", threading.Event(), first_backoff_s=0.05)  # type: ignore[arg-type]
+        got = wait_until_ready(connect, "redis-1:6379", lambda: False, first_backoff_s=0.05)  # type: ignore[arg-type]
     assert got == "connected" and len(calls) == 4
     waits = [r.getMessage() for r in caplog.records if "not ready" in r.getMessage()]
     assert [w.split("(")[1].split(":")[0] for w in waits] == [
@@ -54,15 +54,13 @@ def test_waits_through_not_ready_errors_then_returns_the_connection(caplog: pyte
 def test_a_refused_password_is_not_waited_on() -> None:
     calls, connect = _failing(redis.AuthenticationError("invalid username-password pair"))
     with pytest.raises(redis.AuthenticationError):
-        wait_until_ready(connect, "redis", threading.Event(), first_backoff_s=0.05)  # type: ignore[arg-type]
+        wait_until_ready(connect, "redis", lambda: False, first_backoff_s=0.05)  # type: ignore[arg-type]
     assert len(calls) == 1
 
 
 def test_a_stop_request_ends_the_wait() -> None:
-    stop = threading.Event()
-    stop.set()
     calls, connect = _failing(*[redis.ConnectionError("refused")] * 100)
-    assert wait_until_ready(connect, "redis", stop, first_backoff_s=10.0) is None  # type: ignore[arg-type]
+    assert wait_until_ready(connect, "redis", lambda: True, first_backoff_s=10.0) is None  # type: ignore[arg-type]
     assert len(calls) == 1
 
 
@@ -78,7 +76,8 @@ class _Aggregate:
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         assert self.proc.stderr is not None
@@ -98,6 +97,15 @@ class _Aggregate:
             if text in line:
                 return line
         raise AssertionError(f"no {text!r} in: {''.join(self.seen)[-2000:]}")
+
+    def rest(self) -> list[str]:
+        """The log lines not read yet (once the process has exited)."""
+        self.proc.wait(timeout=30)
+        self.reader.join(timeout=10)  # it reads the pipe to its end
+        lines = []
+        while not self.lines.empty():
+            lines.append(self.lines.get())
+        return lines
 
     def stop(self) -> int:
         """SIGTERM; the exit code."""
@@ -120,6 +128,17 @@ def test_aggregate_waits_for_a_redis_that_starts_later(tmp_path: Path) -> None:
     finally:
         agg.stop()
         server.stop()
+
+
+def test_sigterm_while_waiting_stops_the_aggregator(tmp_path: Path) -> None:
+    server = RedisProcess(tmp_path)  # never started
+    agg = _Aggregate(server.url)
+    try:
+        agg.wait_for("is not ready")
+        assert agg.stop() == 0
+        assert any("before Redis was ready" in line for line in agg.rest())
+    finally:
+        agg.stop()
 
 
 @pytest.fixture

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from aggregator.settings import Settings
-from aggregator.stats import Tally
-from aggregator.store import PartitionStatus, QueueSnapshot, Worker
-from api.health import HealthInputs, evaluate
+from api import health
+from api.health import RULES, HealthInputs, QueueGauge, evaluate
+from api.store import PartitionStatus, Worker
 
 NOW_MS = 1_800_000_000_000
 NOW = datetime.fromtimestamp(NOW_MS / 1000, UTC)
 
 
-def _queue(name: str, pending: int) -> QueueSnapshot:
-    return QueueSnapshot(name, Tally(), pending, 0, None, Tally())
+def _queue(name: str, pending: int) -> QueueGauge:
+    return QueueGauge(name, pending)
 
 
 def _inputs(**over: object) -> HealthInputs:
@@ -53,3 +55,31 @@ def test_status_from_worst_alert_and_redis_down() -> None:
     assert evaluate(_inputs(avg_processing_ms=31_000), Settings(), NOW).status == "healthy"
     down = evaluate(_inputs(database_healthy=False), Settings(), NOW)
     assert (down.status, down.database_healthy) == ("critical", False)
+
+
+GONE = Worker("w", ["q"], 4, 0, 10.0, 0, NOW_MS - 31_000)
+ALIVE = Worker("w", ["q"], 4, 0, 10.0, 0, NOW_MS - 5_000)
+
+
+@pytest.mark.parametrize(("rule", "firing", "quiet"), [
+    (health.error_rate_rule, {"error_rate": 0.25}, {"error_rate": 0.05}),
+    (health.backlog_rule, {"queues": [_queue("q", 1001)]}, {"queues": [_queue("q", 1000)]}),
+    (health.slow_processing_rule, {"avg_processing_ms": 31_000}, {"avg_processing_ms": 29_000}),
+    (health.quiet_workers_rule, {"queues": [_queue("q", 5)], "workers": [GONE]},
+     {"queues": [_queue("q", 5)], "workers": [ALIVE]}),
+    (health.lag_rule, {"partitions": [PartitionStatus(0, watermark_ms=NOW_MS - 60_000, newest_entry_ms=NOW_MS)]},
+     {"partitions": [PartitionStatus(0, watermark_ms=NOW_MS - 1_000, newest_entry_ms=NOW_MS)]}),
+    (health.lost_events_rule, {"partitions": [PartitionStatus(0, lost=3)]}, {}),
+    (health.dropped_events_rule, {"workers": [Worker("e", [], 0, 0, 10.0, 7, NOW_MS)]}, {}),
+    (health.dead_letters_rule, {"partitions": [PartitionStatus(0, dead_letters=2)]}, {}),
+])
+def test_each_rule_alone(rule: health.Rule, firing: dict[str, object], quiet: dict[str, object]) -> None:
+    assert rule in RULES
+    assert len(rule(_inputs(**firing), Settings())) == 1
+    assert rule(_inputs(**quiet), Settings()) == []
+
+
+def test_an_unanswered_redis_is_described_as_given() -> None:
+    down = health.unreachable(NOW, "Redis did not answer in time")
+    assert (down.status, down.database_healthy, down.alerts[0].message) == (
+        "critical", False, "Redis did not answer in time")

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from aggregator.consumer import Aggregator
 from aggregator.keys import Keys
 from aggregator.settings import Settings
-from aggregator.stats import HISTOGRAM_BOUNDS_MS
+from aggregator.sketch import HISTOGRAM_BOUNDS_MS
 from api.main import create_app
 from tests.workload import build, publish
 

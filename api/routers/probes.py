@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import redis
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+
+from api.deps import StateDep
 
 router = APIRouter(tags=["probes"])
 
@@ -16,10 +18,10 @@ async def live() -> dict[str, str]:
 
 
 @router.get("/ready")
-async def ready(request: Request) -> JSONResponse:
+async def ready(state: StateDep) -> JSONResponse:
     """Readiness: Redis answers (503 otherwise)."""
     try:
-        await request.app.state.redis.ping()
+        await state.client().ping()
     except (redis.RedisError, OSError) as exc:
         return JSONResponse(status_code=503, content={"ready": False, "reason": f"Redis: {type(exc).__name__}"})
     return JSONResponse(content={"ready": True})

@@ -2,43 +2,54 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Annotated
+
 import redis
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api.deps import QueryDep, QueuesDep, ReporterDep, SettingsDep
-from api.envelope import BAD_PARAMETER, error_doc, ok
-from api.health import HealthInputs, evaluate
+from api.deps import QUEUES_HELP, QueryDep, QueuesDep, ReporterDep
+from api.envelope import BAD_PARAMETER, error_doc, ok, redis_problem
+from api.health import unreachable
 from api.models import ApiResponse, DetailedStats, HourlyTrend, SystemHealth, SystemOverview
-from api.report import utc
+from api.query import parse_queues
+from api.report import OFFLOAD_POINTS, OFFLOAD_QUEUES, utc
 
 router = APIRouter(prefix="/api/stats", tags=["stats"],
-                   responses={422: BAD_PARAMETER, 503: error_doc("Redis is unreachable.")})
+                   responses={422: BAD_PARAMETER, 503: error_doc("Redis is unreachable."),
+                              504: error_doc("Redis did not answer in time.")})
 
 
 @router.get("/overview", response_model=ApiResponse[SystemOverview])
-async def overview(reporter: ReporterDep, queues: QueuesDep) -> Response:
+async def overview(reporter: ReporterDep,
+                   queues: Annotated[list[str] | None, Query(description=QUEUES_HELP)] = None) -> Response:
     """System overview: totals, gauges, windowed rates and health."""
-    return ok(await reporter.overview(queues))
+    # queues parsed here, not by a dependency: this is the route polled most, and each dependency
+    # level costs it measurably
+    return ok(await reporter.overview(parse_queues(queues)))
 
 
 @router.get("/detailed", response_model=ApiResponse[DetailedStats])
 async def detailed(reporter: ReporterDep, query: QueryDep) -> Response:
     """Overview plus per-queue stats, trends, error patterns and performance."""
-    return ok(await reporter.detailed(query))
+    result = await reporter.detailed(query)
+    # serialising one entry per queue: off the event loop when there are many
+    return await asyncio.to_thread(ok, result) if len(result.queue_stats) > OFFLOAD_QUEUES else ok(result)
 
 
 @router.get("/trends", response_model=ApiResponse[list[HourlyTrend]])
 async def trends(reporter: ReporterDep, query: QueryDep) -> Response:
     """One trend point per bucket of the range at the requested granularity."""
-    return ok(await reporter.trends(query))
+    reporter.check_trends(query)
+    points = await reporter.trends(query)
+    return await asyncio.to_thread(ok, points) if len(points) > OFFLOAD_POINTS else ok(points)
 
 
 @router.get("/health", response_model=ApiResponse[SystemHealth])
-async def health(reporter: ReporterDep, settings: SettingsDep, queues: QueuesDep) -> Response:
-    """Health status and alerts; Redis down is reported here, not raised."""
+async def health(reporter: ReporterDep, queues: QueuesDep) -> Response:
+    """Health status and alerts; Redis down (or too slow) is reported here, not raised."""
     try:
         return ok(await reporter.health(queues))
-    except (redis.RedisError, OSError):
-        down = HealthInputs(False, 0.0, 0.0, [], [], [], int(reporter.now_s * 1000))
-        return ok(evaluate(down, settings, utc(reporter.now_s)))
+    except (redis.RedisError, OSError) as exc:
+        return ok(unreachable(utc(reporter.now_s), redis_problem(exc)))

@@ -10,30 +10,11 @@ import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.deps import QueuesDep, SettingsDep, get_store
-from api.envelope import BAD_PARAMETER, error_doc, failure
+from api.deps import QueuesDep, StateDep, new_store
+from api.envelope import BAD_PARAMETER, error_doc, failure, redis_problem
 from api.report import Reporter
 
 router = APIRouter(prefix="/api/stats", tags=["stats"])
-
-
-class StreamSlots:
-    """How many live streams there are, bounded so clients cannot exhaust the API."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.open = 0
-
-    def take(self) -> bool:
-        """Reserve a slot; False when all are in use."""
-        if self.open >= self.limit:
-            return False
-        self.open += 1
-        return True
-
-    def give_back(self) -> None:
-        """Free a slot (the client went away)."""
-        self.open -= 1
 
 
 def sse(event: str, data: bytes) -> bytes:
@@ -43,9 +24,9 @@ def sse(event: str, data: bytes) -> bytes:
 
 @router.get("/stream", response_class=StreamingResponse,
             responses={422: BAD_PARAMETER, 503: error_doc("Too many live streams.")})
-async def stream(request: Request, settings: SettingsDep, queues: QueuesDep) -> Response:
+async def stream(request: Request, state: StateDep, queues: QueuesDep) -> Response:
     """Server-Sent Events: `overview` every second, `alerts` whenever they change."""
-    slots: StreamSlots = request.app.state.streams
+    settings, slots = state.settings, state.streams
     if not slots.take():
         return failure(503, f"too many live streams (limit {slots.limit}); try again later")
 
@@ -54,11 +35,11 @@ async def stream(request: Request, settings: SettingsDep, queues: QueuesDep) -> 
         try:
             yield b"retry: 2000\n\n"  # how long a browser waits before reconnecting
             while not await request.is_disconnected():
-                reporter = Reporter(await get_store(request), settings, request.app.state.started_s)
+                reporter = Reporter(await new_store(state), settings, state.started_s, state.clock())
                 try:
                     overview = await reporter.overview(queues)
                 except (redis.RedisError, OSError) as exc:
-                    yield sse("error", orjson.dumps({"error": f"Redis unreachable: {type(exc).__name__}"}))
+                    yield sse("error", orjson.dumps({"error": redis_problem(exc)}))
                 else:
                     yield sse("overview", overview.model_dump_json().encode())
                     alerts = orjson.dumps([a.model_dump(mode="json") for a in overview.system_health.alerts])

@@ -10,6 +10,7 @@ const $ = (sel) => document.querySelector(sel);
 const num = (v) => (v === null || v === undefined ? "–" : Math.round(v).toLocaleString("en-US"));
 const pct = (v) => (v === null || v === undefined ? "–" : (v * 100).toFixed(v < 0.1 ? 2 : 1) + " %");
 const ms = (v) => (v === null || v === undefined ? "–" : v < 1000 ? v.toFixed(v < 10 ? 1 : 0) + " ms" : (v / 1000).toFixed(2) + " s");
+const span = (s) => (s < 120 ? Math.round(s) + " s" : Math.round(s / 60) + " min");
 const age = (s) => (s === null || s === undefined ? "–" : s < 120 ? s + " s" : s < 7200 ? Math.round(s / 60) + " min" : Math.round(s / 3600) + " h");
 
 async function getData(url) {
@@ -30,8 +31,10 @@ function renderOverview(ov) {
   jobpulse.lastOverview = ov;
   setCard("card-pending", ov.pending_jobs, num(ov.pending_jobs), "oldest " + age(ov.oldest_pending_age_seconds));
   setCard("card-running", ov.running_jobs, num(ov.running_jobs));
-  setCard("card-throughput", ov.overall_throughput, ov.overall_throughput.toFixed(1));
-  setCard("card-error-rate", ov.overall_error_rate, pct(ov.overall_error_rate));
+  // the window is shorter than 5 min on a young system (it never reaches back before the first data)
+  const over = "over the last " + span(ov.window_seconds);
+  setCard("card-throughput", ov.overall_throughput, ov.overall_throughput.toFixed(1), "outcomes / min " + over);
+  setCard("card-error-rate", ov.overall_error_rate, pct(ov.overall_error_rate), over);
   const p = ov.processing_time_ms;
   setCard("card-p95", p.p95, ms(p.p95), "p50 " + ms(p.p50) + " · p99 " + ms(p.p99));
   setCard("card-workers", ov.active_workers ?? null, num(ov.active_workers), "aggregator lag " + ov.aggregator_lag_seconds.toFixed(1) + " s");
@@ -106,10 +109,11 @@ async function refreshTrends() {
   }
 }
 
+// No range: the queue table's rates use the same window as the throughput card (the overview's
+// rate window, from the first data on, the current minute counted for its elapsed part) and as
+// `jobpulse top`, so the three agree; the error patterns are those of the default range (24 h).
 async function refreshDetailed() {
-  const end = Date.now();
-  const d = await getData("/api/stats/detailed?granularity=minute&start=" +
-    new Date(end - 3600 * 1000).toISOString() + "&end=" + new Date(end).toISOString());
+  const d = await getData("/api/stats/detailed");
   state.queues = d.queue_stats.map((q) => ({ ...q, p95: q.processing_time_ms.p95 }));
   renderQueues();
   renderErrors(d.error_patterns);

@@ -10,7 +10,6 @@ the parsed, mergeable form of either.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,18 +19,10 @@ from aggregator import sketch
 OUTCOMES = ("completed", "failed", "timed_out", "dead")
 FAILURES = ("failed", "timed_out", "dead")
 PRIORITIES = ("background", "low", "normal", "high", "critical")
-# Upper bounds of the lifetime histograms, 10 ms to 6 h; index len() is +Inf.
-HISTOGRAM_BOUNDS_MS = (10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000, 120_000, 300_000,
-                       600_000, 1_800_000, 3_600_000, 7_200_000, 21_600_000)
 
 
 # field prefix -> the Tally dict of per-bin counts it adds into
 _BIN_FIELDS = {"ps": "processing", "ws": "wait", "ph": "processing_hist", "wh": "wait_hist"}
-
-
-def histogram_index(value_ms: int) -> int:
-    """The histogram bucket of a duration: the first bound it does not exceed."""
-    return bisect.bisect_left(HISTOGRAM_BOUNDS_MS, value_ms)
 
 
 @dataclass
@@ -53,12 +44,33 @@ class Tally:
     job_types: dict[str, dict[str, int]] = field(default_factory=dict)  # totals only: job type -> event type -> n
 
     @classmethod
-    def from_hash(cls, raw: Mapping[bytes, bytes]) -> Tally:
-        """Parse one bucket (or totals) hash as returned by HGETALL."""
-        t = cls()
-        for k, v in raw.items():
-            t._add_field(k.decode(), int(v))
-        return t
+    def from_hash(cls, raw: Mapping[bytes, bytes | int]) -> Tally:
+        """Parse one bucket (or totals) hash as returned by HGETALL (or a read script's sum)."""
+        return cls().add_flat(list(raw.items()))
+
+    def add_flat(self, pairs: Iterable[tuple[bytes, bytes | int]]) -> Tally:
+        """Add the fields of a hash (as ``(field, value)`` pairs) into this tally (in place); return it."""
+        # this loop runs per stored field of every hash a request reads: the common prefixes are
+        # dispatched inline, the rest (sums, maxima) by _add_field
+        bins_of = {"ps:": self.processing, "ws:": self.wait, "ph:": self.processing_hist, "wh:": self.wait_hist}
+        counts, priorities = self.counts, self.priorities
+        for kb, vb in pairs:
+            k, v = kb.decode(), int(vb)
+            bins = bins_of.get(k[:3])
+            if bins is not None:
+                i = int(k[3:])
+                bins[i] = bins.get(i, 0) + v
+                continue
+            two = k[:2]
+            if two == "n:":
+                name = k[2:]
+                counts[name] = counts.get(name, 0) + v
+            elif two == "p:":
+                name = k[2:]
+                priorities[name] = priorities.get(name, 0) + v
+            else:
+                self._add_field(k, v)
+        return self
 
     @classmethod
     def from_fields(cls, raw: Mapping[str, str]) -> Tally:
@@ -125,6 +137,12 @@ def _add_into(dst: dict[Any, int], src: Mapping[Any, int]) -> None:
         dst[k] = dst.get(k, 0) + v
 
 
+def add_counts(t: Tally, counts: Mapping[str, int]) -> Tally:
+    """Add event counts per type into ``t`` (in place) and return it."""
+    _add_into(t.counts, counts)
+    return t
+
+
 def merged(tallies: Iterable[Tally]) -> Tally:
     """One tally holding the sum of several."""
     out = Tally()
@@ -155,6 +173,8 @@ def per_minute(count: int, span_s: float) -> float:
 
 def percentiles(bins: Mapping[int, int]) -> dict[str, float | None]:
     """p50, p95 and p99 of a sketch (None when it is empty)."""
+    if not bins:
+        return {"p50": None, "p95": None, "p99": None}
     return {f"p{round(q * 100)}": sketch.quantile(bins, q) for q in (0.5, 0.95, 0.99)}
 
 

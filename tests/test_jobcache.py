@@ -1,0 +1,43 @@
+"""The partition owner's memory of job states: what it trusts, what it forgets."""
+
+from __future__ import annotations
+
+from aggregator.jobcache import JobCache, JobRecord, Known
+
+
+def _record(state: str = "R") -> JobRecord:
+    return JobRecord(state, 1_000, 1, "q", ["e1", "e,2"])
+
+
+def test_a_record_round_trips_through_its_stored_form() -> None:
+    record = _record()
+    assert JobRecord.decode(record.encode()) == record
+
+
+def test_a_job_whose_stored_key_may_have_expired_is_read_again() -> None:
+    cache = JobCache(10)
+    cache.put("fresh", Known(_record(), expires_at_s=1_000.0))
+    cache.put("expiring", Known(_record(), expires_at_s=110.0))  # within the safety margin of now=100
+    cache.put("unknown-ttl", Known(None))
+    assert cache.missing(["fresh", "expiring", "unknown-ttl", "never-seen"], now_s=100.0) == [
+        "expiring", "never-seen"]
+    assert cache.get("expiring") is None  # dropped, so the read's answer replaces it
+
+
+def test_trim_forgets_finished_jobs_then_the_oldest_beyond_capacity() -> None:
+    cache = JobCache(2)
+    cache.put("done", Known(_record("F")), finished=True)
+    for job in ("a", "b", "c"):
+        cache.put(job, Known(_record()))
+    cache.put("b", Known(_record()))  # touched again: now the newest
+    cache.trim()
+    assert cache.get("done") is None and cache.get("a") is None
+    assert cache.get("c") is not None and cache.get("b") is not None and len(cache) == 2
+
+
+def test_a_finished_job_that_came_back_is_kept() -> None:
+    cache = JobCache(10)
+    cache.put("j", Known(_record("F")), finished=True)
+    cache.put("j", Known(_record("P")))  # restored before the trim
+    cache.trim()
+    assert cache.get("j") is not None
