@@ -16,7 +16,7 @@ from types import FrameType
 
 import redis
 
-from aggregator.connection import ConfigError, RedisTarget
+from aggregator.connection import ConfigError, RedisTarget, wait_until_ready
 from aggregator.settings import Settings
 
 log = logging.getLogger("jobpulse")
@@ -152,13 +152,32 @@ def _aggregate(settings: Settings, drain: bool) -> int:
     from aggregator.consumer import Aggregator
 
     target = _require_url(settings)
-    aggregator = Aggregator(settings, target.sync())
+    signalled: list[int] = []  # a plain list, not an Event: see stop()
+    aggregator: Aggregator | None = None
 
     def stop(signum: int, _: FrameType | None) -> None:
-        aggregator.stop()  # nothing else here: a handler that logs or locks can deadlock the code it interrupts
+        signalled.append(signum)  # nothing else here: a handler that logs or locks can deadlock the code it interrupts
+        if aggregator is not None:
+            aggregator.stop()
+
+    def connect() -> Aggregator:
+        target.probe()
+        client = target.sync()
+        try:
+            return Aggregator(settings, client)
+        except BaseException:
+            client.close()
+            raise
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # A container or unit may start before its Redis (or before its cluster has all slots): wait, don't exit.
+    aggregator = wait_until_ready(connect, target.describe(), lambda: bool(signalled))
+    if aggregator is None:
+        log.info("signal %d before Redis was ready: stopped", signalled[0])
+        return 0
+    if signalled:
+        aggregator.stop()
     log.info("aggregator %s on %s, %d partitions", aggregator.owner_id, target.describe(), aggregator.partitions)
     progress = aggregator.run(drain=drain)
     log.info("stopped after %d entries in %d batches", progress.entries, progress.batches)

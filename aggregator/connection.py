@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis
 import redis.asyncio
@@ -13,6 +16,19 @@ from redis.cluster import RedisCluster
 from aggregator.keys import Keys
 
 META_VERSION = "1"
+log = logging.getLogger("jobpulse")
+T = TypeVar("T")
+
+# At start-up these mean "not ready yet", not "misconfigured": nothing listens yet or the name
+# does not resolve yet (a container still starting), or a Redis Cluster whose slots are not all
+# assigned yet (`redis-cli --cluster create` still running). A refused password is final.
+NOT_READY_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.RedisClusterException,
+)
 
 
 class ConfigError(RuntimeError):
@@ -66,6 +82,32 @@ class RedisTarget:
             return cast(redis.asyncio.Redis, AsyncRedisCluster.from_url(seed, **options))
         return redis.asyncio.Redis.from_url(self.url, **options)  # type: ignore[no-any-return]  # redis-py 5 stubs
 
+    def probe(self) -> None:
+        """Raise unless this Redis answers and, for a cluster, every node says every slot is served."""
+        if not self.url:
+            return
+        seed = cluster_url(self.url)
+        timeouts = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+        with redis.Redis.from_url(seed or self.url, **timeouts) as client:
+            if not seed:
+                client.ping()
+                return
+            # a node not yet joined makes RedisCluster fail with an IndexError: ask the seed first
+            info: dict[str, Any] = client.execute_command("CLUSTER INFO")  # type: ignore[no-untyped-call]
+        if info.get("cluster_state") != "ok":
+            state, assigned = info.get("cluster_state"), info.get("cluster_slots_assigned")
+            raise redis.exceptions.ClusterDownError(  # type: ignore[no-untyped-call]
+                f"cluster_state:{state}, {assigned} of 16384 slots assigned")
+        cluster = RedisCluster.from_url(seed, **timeouts)
+        try:  # each node takes a moment after `redis-cli --cluster create` to agree
+            states = cluster.execute_command("CLUSTER INFO", target_nodes=RedisCluster.ALL_NODES)
+        finally:
+            cluster.close()
+        down = sorted(node for node, node_info in states.items() if node_info.get("cluster_state") != "ok")
+        if down:
+            raise redis.exceptions.ClusterDownError(  # type: ignore[no-untyped-call]
+                f"cluster_state is not ok on {', '.join(down)}")
+
     def describe(self) -> str:
         """Where this points, with any password hidden."""
         if self.fake_server is not None:
@@ -118,3 +160,36 @@ def ensure_meta(client: redis.Redis, keys: Keys, partitions: int) -> int:
             f"{stored}, or use a new JOBPULSE_KEY_PREFIX."
         )
     return stored
+
+
+def wait_until_ready(
+    connect: Callable[[], T],
+    where: str,
+    stopped: Callable[[], bool],
+    first_backoff_s: float = 0.5,
+    max_backoff_s: float = 10.0,
+) -> T | None:
+    """``connect()``, retried with backoff while Redis is not ready; None once ``stopped()`` says so.
+
+    ``stopped`` is polled (every 50 ms while waiting), not an Event: a signal handler sets it, and
+    an Event's set() would take the lock that the interrupted Event.wait() may be holding."""
+    backoff_s, started_s, waited = first_backoff_s, time.monotonic(), False
+    while True:
+        try:
+            result = connect()
+        except redis.AuthenticationError:
+            raise
+        except NOT_READY_ERRORS as exc:
+            reason = (str(exc).splitlines() or [""])[0]
+            log.warning("Redis at %s is not ready (%s: %s); retrying in %.1f s",
+                        where, type(exc).__name__, reason, backoff_s)
+            deadline_s = time.monotonic() + backoff_s
+            while (left_s := deadline_s - time.monotonic()) > 0:
+                if stopped():
+                    return None
+                time.sleep(min(left_s, 0.05))
+            backoff_s, waited = min(backoff_s * 2, max_backoff_s), True
+            continue
+        if waited:
+            log.info("Redis at %s is ready after %.1f s", where, time.monotonic() - started_s)
+        return result
