@@ -12,9 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from aggregator import scripts
-from aggregator.connection import ensure_meta
+from aggregator.connection import NOT_READY_ERRORS, ensure_meta
 from aggregator.housekeeping import prune_stale_workers
 from aggregator.keys import Keys
 from aggregator.membership import Membership
@@ -85,7 +86,7 @@ class Aggregator:
                         next_renew = time.monotonic() + self.membership.renew_every_s
                     worked = self.step_all(eager=drain)
                     backoff_s = 0.0
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                except NOT_READY_ERRORS as exc:  # Redis (or its cluster) gone for a while
                     # Whatever was in flight may or may not have landed; the apply
                     # script's watermark check tells, once Redis is back.
                     self.pipelines.clear()
@@ -163,7 +164,7 @@ class Aggregator:
         """Land what is open, give back every lease and leave the live-aggregator set."""
         try:
             self.flush_all()
-        except redis.RedisError as exc:
+        except (redis.RedisError, RedisClusterException) as exc:
             log.warning("the last flush was not applied (%s); the next owner re-reads it", exc)
         self.pipelines.clear()
         self.membership.release_all()

@@ -14,6 +14,7 @@ import logging
 import math
 
 import redis
+from redis.exceptions import RedisClusterException
 
 from aggregator.keys import Keys
 from aggregator.lease import Leases
@@ -77,8 +78,8 @@ class Membership:
         for p, value in list(self.held.items()):
             try:
                 self.leases.release(self.keys.lease(p), value)
-            except redis.RedisError:
+            except (redis.RedisError, RedisClusterException):
                 log.warning("could not release partition %d; it frees itself in %d ms", p, self.ttl_ms)
         self.held.clear()
-        with contextlib.suppress(redis.RedisError):
+        with contextlib.suppress(redis.RedisError, RedisClusterException):
             self.client.zrem(self.keys.aggregators, self.owner_id)
