@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     # aggregator
     batch_size: int = Field(default=2000, ge=1, le=100_000, description="Stream entries read at a time.")
     flush_interval_ms: int = Field(
-        default=100, ge=1, le=400, description="Longest a read entry waits to be applied (freshness budget: 500 ms)."
+        default=50, ge=1, le=400, description="Longest a read entry waits to be applied (freshness budget: 500 ms)."
     )
     max_flush_entries: int = Field(default=20_000, ge=1, description="Entries folded into one apply, at most.")
     job_cache_size: int = Field(default=100_000, ge=0, description="Job states the partition owner keeps in memory.")
