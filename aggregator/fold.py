@@ -1,9 +1,12 @@
-"""Folding a batch of stream entries into the writes it causes: pure, no I/O.
+"""Folding stream entries into the writes they cause: pure, no I/O.
 
-The consumer reads the prior state of the batch's jobs, calls :func:`fold`,
-and applies the resulting :class:`Effects` atomically. Given the same entries
-and prior state, the result is always the same, which is what makes a
-re-read after a crash safe.
+The pipeline (``pipeline.py``) adds each chunk it reads to an open
+:class:`Flush`, with the stored state of the chunk's jobs at hand (from the
+owner's :class:`~aggregator.jobcache.JobCache`, or read from Redis), and
+applies the flush's :class:`Effects` atomically. Given the same entries and
+prior state, the stored result is the same however the entries are split into
+flushes (a property test checks it), which is what makes a re-read after a
+crash safe.
 """
 
 from __future__ import annotations
