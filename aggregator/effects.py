@@ -29,7 +29,6 @@ class Effects:
     gauge_of: dict[str, str] = field(default_factory=dict)  # sorted set key -> summary field it counts into
     oldest: dict[str, str] = field(default_factory=dict)  # pending set key -> its queue
     sadd: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
-    srem: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
     jobs: dict[str, tuple[bytes, int]] = field(default_factory=dict)  # job key -> (state, ttl s or 0: keep)
     expire_at_s: dict[str, int] = field(default_factory=dict)
     expire_s: dict[str, int] = field(default_factory=dict)
@@ -76,7 +75,8 @@ class Effects:
         """Queue a rejected entry for the dead-letter stream."""
         self.deadletters.append((source_id, reason, raw))
 
-    def encode(self, fixed_keys: list[str], deadletter_key: str, deadletter_cap: int) -> tuple[list[str], list[Arg]]:
+    def encode(self, fixed_keys: list[str], oldest_key: str, deadletter_key: str,
+               deadletter_cap: int) -> tuple[list[str], list[Arg]]:
         """KEYS (``fixed_keys`` first) and the flat op list: ``code, key no., item count, items...``."""
         keys = list(fixed_keys)
         index: dict[str, int] = {k: i + 1 for i, k in enumerate(keys)}
@@ -112,15 +112,14 @@ class Effects:
             emit(f.OP_ZADD, key, [x for member, score in scores.items() for x in (score, member)], 2,
                  [self.gauge_of[key]])
         if self.oldest:
-            # the oldest-pending set is a fixed key; each item pair names a pending set and its queue
-            emit(f.OP_OLDEST, fixed_keys[-1], [x for key, q in self.oldest.items() for x in (key_no(key), q)], 2)
+            # each item pair names a pending set and its queue
+            emit(f.OP_OLDEST, oldest_key, [x for key, q in self.oldest.items() for x in (key_no(key), q)], 2)
         pairs(f.OP_INCR, self.incr)
         pairs(f.OP_MAX, self.hmax)
         pairs(f.OP_MIN, self.hmin)
         pairs(f.OP_HSET, self.hset)
         pairs(f.OP_HSETNX, self.hsetnx)
         members(f.OP_SADD, self.sadd)
-        members(f.OP_SREM, self.srem)
         if self.jobs:
             emit(f.OP_JOB, None, [x for key, (value, ttl) in self.jobs.items() for x in (key_no(key), value, ttl)], 3)
         if self.expire_at_s:

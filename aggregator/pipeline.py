@@ -40,7 +40,6 @@ class Fenced(Exception):
 @dataclass
 class _InFlight:
     future: Future[Any]
-    new_wm: str
     entries: int
 
 
@@ -165,11 +164,12 @@ class PartitionPipeline:
         keys = self.keys
         fixed = [keys.lease(self.p), keys.watermark(self.p), keys.stream(self.p), keys.summary(self.p),
                  keys.oldest_pending(self.p)]
-        key_list, ops = fx.encode(fixed, keys.deadletter(self.p), self.settings.deadletter_maxlen)
+        key_list, ops = fx.encode(fixed, keys.oldest_pending(self.p), keys.deadletter(self.p),
+                                  self.settings.deadletter_maxlen)
         new_wm = flush.last_entry_id or self.wm_id
-        args: list[Any] = [self.lease_value, self.wm_id, new_wm, flush.entries, int(now_s * 1000), "", "", *ops]
+        args: list[Any] = [self.lease_value, self.wm_id, new_wm, flush.entries, int(now_s * 1000), *ops]
         future = self._pool.submit(self._apply, keys=key_list, args=args)
-        self.inflight = _InFlight(future, new_wm, flush.entries)
+        self.inflight = _InFlight(future, flush.entries)
         self.wm_id = new_wm  # the next flush starts where this one ends
 
     def settle(self) -> None:
@@ -183,7 +183,7 @@ class PartitionPipeline:
             message = str(exc)
             if message.startswith("FENCED"):
                 raise Fenced(message) from None
-            if message.startswith(("WATERMARK", "ROLLED")):
+            if message.startswith("WATERMARK"):
                 # The lease is still ours (the script checks it first), but an earlier
                 # flush landed although its reply was lost: continue from what is stored.
                 log.warning("partition %d: %s; re-reading from the stored watermark", self.p, message)

@@ -31,7 +31,8 @@ WM_ID = "id"  # last applied stream entry id
 WM_CONSUMED = "consumed"  # entries applied, ever
 WM_LOST = "lost"  # entries trimmed before they were read
 WM_APPLIED_MS = "applied_ms"  # wall time of the last apply
-WM_ROLLED = "rolled"  # hour/day buckets hold exactly the minutes before this (epoch s); absent: all
+WM_ROLLED = "rolled"  # hour/day buckets hold exactly the minutes before this (epoch s); absent (as the
+# aggregator writes it today: it writes every granularity directly), all of them
 WM_EVENTS, WM_DUPLICATES, WM_DEAD_LETTERS = "events", "duplicates", "dead_letters"
 WM_HEARTBEATS, WM_CLAMPED = "heartbeats", "clamped"
 
@@ -45,7 +46,6 @@ OP_ZADD = "Z"  # ZADD score/member pairs; item 1 names the summary gauge it move
 OP_ZREM = "R"  # ZREM members; item 1 names the summary gauge it moves
 OP_OLDEST = "O"  # refresh the oldest-pending set from (pending set key no., queue) pairs
 OP_SADD = "A"  # SADD members
-OP_SREM = "M"  # SREM members
 OP_JOB = "J"  # (key no., value, ttl s or 0 to keep the TTL) triples: SET a job's state
 OP_EXPIREAT = "E"  # (key no., epoch s) pairs
 OP_EXPIRE = "T"  # (key no., seconds) pairs

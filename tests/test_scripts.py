@@ -14,7 +14,7 @@ def _apply(client: redis.Redis, keys: Keys, lease: str, expected_wm: str, ops: l
            extra_keys: list[str] | None = None) -> object:
     fixed = [keys.lease(0), keys.watermark(0), keys.stream(0), keys.summary(0), keys.oldest_pending(0)]
     return scripts.register(client, "apply")(keys=fixed + (extra_keys or []),
-                                             args=[lease, expected_wm, "5-0", 1, 1000, "", "", *ops])
+                                             args=[lease, expected_wm, "5-0", 1, 1000, *ops])
 
 
 @pytest.fixture

@@ -1,14 +1,13 @@
 -- Applies one flush of one partition, all or nothing:
 -- (1) the caller still holds the lease (fencing), (2) the flush starts at the
--- stored watermark and roll-up mark, (3) every effect, (4) the new watermark,
--- roll-up mark and lost-entry count, and the trim behind the watermark.
+-- stored watermark, (3) every effect, (4) the new watermark and lost-entry
+-- count, and the trim behind the watermark.
 -- Both checks come before the first write: a script that fails half way
 -- does not roll back.
 -- KEYS[1] lease, KEYS[2] watermark hash, KEYS[3] stream, KEYS[4] partition
 -- summary, KEYS[5] oldest-pending set, KEYS[6..] the keys the ops name
 -- ARGV[1] lease value, ARGV[2] expected watermark id, ARGV[3] new watermark id,
--- ARGV[4] entries consumed, ARGV[5] now (ms), ARGV[6] expected roll-up mark
--- ('' if none), ARGV[7] new roll-up mark ('' to leave it), ARGV[8..] ops, each
+-- ARGV[4] entries consumed, ARGV[5] now (ms), ARGV[6..] ops, each
 -- "code, key number, item count, items..." (the codes: aggregator/schema.py).
 -- Items are read straight from ARGV (no decoding step): the script's time
 -- goes to the Redis commands themselves.
@@ -20,13 +19,9 @@ local wm = redis.call('HGET', KEYS[2], 'id') or '0-0'
 if wm ~= ARGV[2] then
   return redis.error_reply('WATERMARK expected ' .. ARGV[2] .. ' found ' .. wm)
 end
-local rolled = redis.call('HGET', KEYS[2], 'rolled') or ''
-if rolled ~= ARGV[6] then
-  return redis.error_reply('ROLLED expected ' .. ARGV[6] .. ' found ' .. rolled)
-end
 
 local gauges = {}
-local i, n = 8, #ARGV
+local i, n = 6, #ARGV
 while i <= n do
   local code, key, first = ARGV[i], KEYS[tonumber(ARGV[i + 1])], i + 3
   local last = i + 2 + tonumber(ARGV[i + 2])
@@ -73,8 +68,6 @@ while i <= n do
     end
   elseif code == 'A' then
     redis.call('SADD', key, unpack(ARGV, first, last))
-  elseif code == 'M' then
-    redis.call('SREM', key, unpack(ARGV, first, last))
   elseif code == 'E' then
     for j = first, last, 2 do
       redis.call('EXPIREAT', KEYS[tonumber(ARGV[j])], ARGV[j + 1])
@@ -99,7 +92,6 @@ for g, delta in pairs(gauges) do
 end
 
 redis.call('HSET', KEYS[2], 'id', ARGV[3], 'applied_ms', ARGV[5])
-if ARGV[7] ~= '' then redis.call('HSET', KEYS[2], 'rolled', ARGV[7]) end
 local consumed = redis.call('HINCRBY', KEYS[2], 'consumed', ARGV[4])
 redis.call('XTRIM', KEYS[3], 'MINID', ARGV[3])
 
