@@ -87,6 +87,23 @@ class FoldConfig:
         """``keys.job(partition, "")``: a job's key is this plus its id."""
         return self.keys.job(self.partition, "")
 
+    @functools.cached_property
+    def _gauges(self) -> dict[tuple[str, str], tuple[str, str, str]]:
+        return {}
+
+    def gauge(self, state: str, queue: str) -> tuple[str, str, str] | None:
+        """The sorted set holding jobs of ``queue`` in ``state``, its summary field, and the queue."""
+        if state != PENDING and state != RUNNING:
+            return None
+        got = self._gauges.get((state, queue))
+        if got is None:
+            if state == PENDING:
+                got = (self.keys.pending(self.partition, queue), schema.PENDING, queue)
+            else:
+                got = (self.keys.running(self.partition, queue), schema.RUNNING, queue)
+            self._gauges[state, queue] = got
+        return got
+
 
 @dataclass(slots=True)
 class _Track:
@@ -114,13 +131,14 @@ class _Track:
 def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]], max_bytes: int) -> list[Entry]:
     """Validate raw stream entries (fields as a flat list, or a dict); bad ones become :class:`Rejected`."""
     out: list[Entry] = []
+    append = out.append
     for entry_id_b, flat in raw:
         entry_id = entry_id_b.decode()
-        arrival_ms = int(entry_id.split("-", 1)[0])
-        item: Event | Heartbeat | Rejected
+        arrival_ms = int(entry_id[: entry_id.index("-")])
         if type(flat) is list and len(flat) == 2 and flat[0] == EVENT_FIELD:  # the usual entry: no dict needed
-            out.append((entry_id, arrival_ms, parse_event(flat[1], max_bytes)))
+            append((entry_id, arrival_ms, parse_event(flat[1], max_bytes)))
             continue
+        item: Event | Heartbeat | Rejected
         fields = dict(zip(flat[::2], flat[1::2], strict=True)) if isinstance(flat, list) else flat
         if EVENT_FIELD in fields:
             item = parse_event(fields[EVENT_FIELD], max_bytes)
@@ -129,7 +147,7 @@ def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]],
         else:
             names = b",".join(sorted(fields))[:200].decode(errors="replace")
             item = Rejected(f"entry has no 'event' field (fields: {names})", b"")
-        out.append((entry_id, arrival_ms, item))
+        append((entry_id, arrival_ms, item))
     return out
 
 
@@ -235,32 +253,21 @@ def _advance(track: _Track, ev: Event) -> None:
     track.state, track.ts_ms, track.rank, track.queue = state, ev.ts_ms, rank, ev.queue
 
 
-@functools.lru_cache(maxsize=8192)  # a few sets per queue, asked for once per job
-def _gauge(keys: Keys, p: int, state: str, queue: str) -> tuple[str, str, str] | None:
-    """The sorted set holding jobs of ``queue`` in ``state``, its summary field, and the queue."""
-    if state == PENDING:
-        return keys.pending(p, queue), schema.PENDING, queue
-    if state == RUNNING:
-        return keys.running(p, queue), schema.RUNNING, queue
-    return None
-
-
 def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: JobCache, now_s: float) -> None:
-    keys, p = cfg.keys, cfg.partition
     if not track.changed:
         return  # only duplicates: nothing to write
     assert track.state is not None  # a changed track applied an event
     if track.entered_ms is not None:
-        new = _gauge(keys, p, track.state, track.queue)
+        new = cfg.gauge(track.state, track.queue)
         prior = track.prior
         if prior is not None:
-            old = _gauge(keys, p, prior.state, prior.queue)
+            old = cfg.gauge(prior.state, prior.queue)
             if old and old != new:
                 _leave(fx, old, job_id)
         else:
             # Unknown job (new, or its state expired): make sure no gauge still holds it.
             for state in (PENDING, RUNNING):
-                old = _gauge(keys, p, state, track.queue)
+                old = cfg.gauge(state, track.queue)
                 if old != new:
                     _leave(fx, old, job_id)  # type: ignore[arg-type]  # PENDING and RUNNING have sets
         if new:
