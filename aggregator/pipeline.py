@@ -33,12 +33,11 @@ log = logging.getLogger("jobpulse.aggregator")
 
 
 _EXPIRY_MEMO_MAX = 100_000
-# Chunks read ahead while behind the stream: enough to fold while a full flush is applied
+# Entries read ahead while behind the stream: enough to fold while a flush is applied
 # (Redis runs one script at a time, so a read queued behind an apply waits for all of it).
-READ_AHEAD_CHUNKS = 4
-# Behind the stream, a flush waits for this many flush intervals at most. Each of the owned
-# partitions gets a share of the folding thread, so at 4 intervals a flush held ~4,500 entries
-# in bench.ingest and wrote each bucket field once per 4,500 events instead of once per 9,000.
+READ_AHEAD_ENTRIES, READ_AHEAD_MAX_CHUNKS = 10_000, 8
+# Behind the stream, a flush waits for this many flush intervals at most: bigger flushes merge
+# more writes, but each of the owned partitions gets only a share of the folding thread.
 BEHIND_FLUSH_INTERVALS = 4
 
 
@@ -184,7 +183,7 @@ class PartitionPipeline:
         if entries:
             self.read_id = entries[-1][0]
         if len(entries) == self.settings.batch_size:  # more is waiting: read it while this chunk is folded
-            while len(ahead) < READ_AHEAD_CHUNKS:
+            while len(ahead) < min(READ_AHEAD_MAX_CHUNKS, max(1, READ_AHEAD_ENTRIES // self.settings.batch_size)):
                 ahead.append(self._fetch())
         elif ahead:
             # Caught up: the reads queued behind this one ran too early to find much. Read afresh
