@@ -11,7 +11,7 @@ from aggregator.streamread import raw_reader
 
 def test_a_collected_reader_leaves_connections_in_use_alone(client: redis.Redis) -> None:
     pool = client.connection_pool
-    conn = pool.get_connection("PING")  # in use, as by another thread
+    conn = pool.get_connection()  # in use, as by another thread
     try:
         conn.send_command("PING")
         assert conn.read_response() == b"PONG"
