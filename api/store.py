@@ -49,6 +49,10 @@ def _partition_keys(keys: Keys, p: int) -> tuple[str, ...]:
 
 
 _PARTITION, _QUEUES, _RANGE_SUMS = Script(lua.PARTITION), Script(lua.QUEUES), Script(lua.RANGE_SUMS)
+_ERRORS = Script(lua.ERRORS)
+# (position, event type) of the summary's count fields in the PARTITION script's reply
+_SUMMARY_COUNTS = [(i, f.removeprefix(schema.COUNT)) for i, f in enumerate(lua.SUMMARY_FIELDS)
+                   if f.startswith(schema.COUNT)]
 
 
 def _partition_calls(keys: Keys, partitions: int, window: BucketRange, threshold: int
@@ -125,7 +129,7 @@ class StatsStore:
     def _view(self, p: int, reply: list[Any]) -> PartitionView:
         summary, oldest, seen, wm, newest, length, dl_length, lease, workers, window, backlog = reply
         values = dict(zip(lua.SUMMARY_FIELDS, summary, strict=True))
-        counts = {f[len(schema.COUNT):]: int(v) for f, v in values.items() if v and f.startswith(schema.COUNT)}
+        counts = {name: int(summary[i]) for i, name in _SUMMARY_COUNTS if summary[i]}
         return PartitionView(
             status=partition_status(p, pairs(wm), newest, length, dl_length, lease),
             counts=counts,
@@ -135,7 +139,7 @@ class StatsStore:
             oldest_pending_ms=int(float(oldest[1])) if oldest else None,
             queues_seen=int(seen),
             workers=parse_workers(pairs(workers)),
-            window=Tally.from_hash(pairs(window)),
+            window=Tally().add_flat(zip(window[::2], window[1::2], strict=True)),
             backlog=[(q.decode(), int(n)) for q, n in pairs(backlog).items()],
         )
 
@@ -148,15 +152,14 @@ class StatsStore:
         chunk = max(1, CHUNK_READS // per_queue)
         calls, order = [], []
         for p, names in self._by_partition(queues).items():
+            keys = [self.keys.queues(p), self.keys.watermark(p)]
+            # a queue's keys are these prefixes + its name (see lua.QUEUES)
+            plain, minutes = self._bucket_keys(p, window, "")
+            prefixes = [self.keys.totals(p, ""), self.keys.pending(p, ""), self.keys.running(p, ""), *plain, *minutes]
+            head = [len(window.starts), len(window.minutes), fields, window.start_ms, *prefixes, *window.minutes]
             for i in range(0, len(names), chunk):
                 part = names[i : i + chunk]
-                keys = [self.keys.queues(p), self.keys.watermark(p)]
-                for q in part:
-                    plain, minutes = self._bucket_keys(p, window, q)
-                    keys += [self.keys.totals(p, q), self.keys.pending(p, q), self.keys.running(p, q), *plain,
-                             *minutes]
-                calls.append((keys, [len(window.starts), len(window.minutes), fields, window.start_ms,
-                                     *window.minutes, *part]))
+                calls.append((keys, [*head, *part]))
                 order.append(part)
         replies = await self.io.eval(_QUEUES, calls) if calls else []
 
@@ -244,12 +247,14 @@ class StatsStore:
 
     async def error_signatures(self, hours: list[int], queues: list[str] | None) -> list[ErrorSignature]:
         """Error signatures seen in the given hours, restricted to ``queues`` if given."""
-        replies = await self.io.hgetall_many([self.keys.errors(p, hour) for hour in hours
-                                            for p in range(self.partitions)])
+        replies = await self.io.eval(_ERRORS, [([self.keys.errors(p, hour) for hour in hours], [])
+                                               for p in range(self.partitions)]) if hours else []
+        # the non-empty hashes, hour by hour and partition by partition
+        hashes = sorted((i, p, pairs(flat)) for p, reply in enumerate(replies)
+                        for i, flat in zip(reply[::2], reply[1::2], strict=True))
         found: dict[tuple[int, str], ErrorSignature] = {}
         wanted = set(queues) if queues is not None else None
-        for i, raw in enumerate(replies):
-            p = i % self.partitions
+        for _, p, raw in hashes:
             per_queue: dict[str, dict[str, int]] = {}
             bounds: dict[str, list[int]] = {}  # sig -> [first, last] over the queues counted
             types: dict[str, dict[str, int]] = {}
