@@ -113,14 +113,14 @@ def int_or_none(raw: bytes | None) -> int | None:
 def partition_status(p: int, wm: dict[bytes, bytes], newest: bytes | None, length: int, dl_length: int,
                      lease: bytes | None) -> PartitionStatus:
     """A partition's status from its watermark hash, newest stream entry id, stream lengths and lease."""
-    status = PartitionStatus(partition=p, stream_length=int(length), deadletter_length=int(dl_length))
-    for name in ("consumed", "events", "duplicates", "dead_letters", "clamped", "lost"):
-        setattr(status, name, int(wm.get(name.encode(), 0)))
-    status.watermark_ms = entry_ms(wm.get(b"id"))
-    status.applied_ms = int(wm[b"applied_ms"]) if b"applied_ms" in wm else None
-    status.newest_entry_ms = entry_ms(newest)
-    status.owner = bytes(lease).decode().rsplit(":", 1)[0] if lease else None
-    return status
+    applied = wm.get(b"applied_ms")
+    return PartitionStatus(
+        partition=p, consumed=int(wm.get(b"consumed", 0)), events=int(wm.get(b"events", 0)),
+        duplicates=int(wm.get(b"duplicates", 0)), dead_letters=int(wm.get(b"dead_letters", 0)),
+        clamped=int(wm.get(b"clamped", 0)), lost=int(wm.get(b"lost", 0)), watermark_ms=entry_ms(wm.get(b"id")),
+        applied_ms=None if applied is None else int(applied), newest_entry_ms=entry_ms(newest),
+        stream_length=int(length), deadletter_length=int(dl_length),
+        owner=bytes(lease).decode().rsplit(":", 1)[0] if lease else None)
 
 
 def workers(raw: dict[bytes, bytes]) -> list[Worker]:
