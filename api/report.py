@@ -76,6 +76,7 @@ class Reporter:
         self.started_s = started_s
         self.now_s = now_s
         self.now_ms = int(now_s * 1000)
+        self._ranges_of: tuple[StatsQuery, tuple[list[int], list[BucketRange]]] | None = None
 
     def window(self, query: StatsQuery | None) -> Window:
         """The rate window of a request (the range's, if it gives one)."""
@@ -211,11 +212,14 @@ class Reporter:
 
     def _trend_ranges(self, query: StatsQuery) -> tuple[list[int], list[BucketRange]]:
         """The outer buckets of a trend and the stored buckets (still kept) each is summed from."""
+        if self._ranges_of is not None and self._ranges_of[0] is query:  # checked, then read: worked out once
+            return self._ranges_of[1]
         outer = query.bucket_starts()
         stored = stored_granularity(query.step_s)
         keep = retention(self.settings)
         ranges = [bucket_range(stored, retained(stored, bucket_starts(b, b + query.step_s, GRANULARITY_S[stored]),
                                                 self.now_s, keep), self.now_s) for b in outer]
+        self._ranges_of = (query, (outer, ranges))
         return outer, ranges
 
     def trend_reads(self, query: StatsQuery) -> int:

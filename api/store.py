@@ -75,6 +75,48 @@ def _packed_partition_calls(keys: Keys, partitions: int, gran: str, starts: tupl
     return b"".join(resp(["EVALSHA", _PARTITION.sha, len(k), *k, *a]) for k, a in calls)
 
 
+def _range_calls(keys: Keys, ranges: Sequence[BucketRange], sources: dict[int, list[Any]]
+                 ) -> tuple[list[tuple[list[str], list[Any]]], list[list[int]]]:
+    """RANGE_SUMS calls summing each range over each partition's sources (queue names, or None for the
+    partition-wide buckets), in calls of ~CHUNK_READS reads; and per call, the range of each sum it answers."""
+    calls: list[tuple[list[str], list[Any]]] = []
+    targets: list[list[int]] = []
+    for p, names in sources.items():
+        head = [keys.watermark(p), keys.summary(p)]
+        call_keys: list[str] = list(head)
+        args: list[Any] = []
+        into: list[int] = []
+        for i, r in enumerate(ranges):
+            step = max(1, CHUNK_READS // max(1, r.reads))
+            for j in range(0, len(names), step):
+                some = names[j : j + step]
+                plain_all, minutes_all = [], []
+                for q in some:
+                    plain_all += [keys.bucket(p, r.gran, s, q) for s in r.starts]
+                    minutes_all += [keys.bucket(p, "m", m, q) for m in r.minutes]
+                call_keys += plain_all + minutes_all
+                args += [len(plain_all), len(minutes_all), *(r.minutes * len(some))]
+                into.append(i)
+                if len(call_keys) > CHUNK_READS:
+                    calls.append((call_keys, args))
+                    targets.append(into)
+                    call_keys, args, into = list(head), [], []
+        if into:
+            calls.append((call_keys, args))
+            targets.append(into)
+    return calls, targets
+
+
+@functools.lru_cache(maxsize=64)
+def _packed_range_calls(keys: Keys, partitions: int, ranges: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]
+                        ) -> tuple[bytes, int, list[list[int]], int]:
+    """The RANGE_SUMS calls of partition-wide ranges, in the Redis protocol: (bytes, calls, targets, reads)."""
+    calls, targets = _range_calls(keys, [BucketRange(g, list(s), list(m)) for g, s, m in ranges],
+                                  {p: [None] for p in range(partitions)})
+    packed = b"".join(resp(["EVALSHA", _RANGE_SUMS.sha, len(k), *k, *a]) for k, a in calls)
+    return packed, len(calls), targets, sum(len(k) for k, _ in calls)
+
+
 class StatsStore:
     """Async reads of one deployment's stats keys."""
 
@@ -174,51 +216,30 @@ class StatsStore:
                          ) -> tuple[list[Tally], int | None]:
         """One tally per range: its buckets summed over all queues, or over ``queues``; and the event
         time of the first data the partitions read hold."""
-        sources = {p: [None] for p in range(self.partitions)} if queues is None else self._by_partition(queues)
-        sums, rolled, first = await self._range_sums(ranges, sources)
+        sums, rolled, first = await self._range_sums(ranges, queues)
         oldest_candidate = min((m for r in ranges for m in r.minutes), default=None)
         behind = [r for r in rolled if r is not None]
         if oldest_candidate is not None and behind and min(behind) < oldest_candidate:
             # a partition's roll-up is further behind than the usual few minutes: name its minutes too
             lookback = int(now_s) - min(behind) + 60
             ranges = [bucket_range(r.gran, r.starts, now_s, lookback) for r in ranges]
-            sums, rolled, first = await self._range_sums(ranges, sources)
-        if len(sources) < self.partitions:  # the store's first data may be in a partition not read
-            first = await self.first_data_ms()
+            sums, rolled, first = await self._range_sums(ranges, queues)
+        if queues is not None and len(self._by_partition(queues)) < self.partitions:
+            first = await self.first_data_ms()  # the store's first data may be in a partition not read
         return sums, first
 
-    async def _range_sums(self, ranges: list[BucketRange], sources: dict[int, list[Any]]
+    async def _range_sums(self, ranges: list[BucketRange], queues: list[str] | None
                           ) -> tuple[list[Tally], list[int | None], int | None]:
-        # groups of (range, some of a partition's sources), packed into calls of ~CHUNK_READS reads
-        calls: list[tuple[list[str], list[Any]]] = []
-        targets: list[list[int]] = []  # per call, the range of each group it sums
-        for p, names in sources.items():
-            head = [self.keys.watermark(p), self.keys.summary(p)]
-            keys: list[str] = list(head)
-            args: list[Any] = []
-            into: list[int] = []
-            for i, r in enumerate(ranges):
-                per_source = max(1, r.reads)
-                step = max(1, CHUNK_READS // per_source)
-                for j in range(0, len(names), step):
-                    some = names[j : j + step]
-                    plain_all, minutes_all = [], []
-                    for q in some:
-                        plain, minutes = self._bucket_keys(p, r, q)
-                        plain_all += plain
-                        minutes_all += minutes
-                    keys += plain_all + minutes_all
-                    args += [len(plain_all), len(minutes_all), *(r.minutes * len(some))]
-                    into.append(i)
-                    if len(keys) > CHUNK_READS:
-                        calls.append((keys, args))
-                        targets.append(into)
-                        keys, args, into = list(head), [], []
-            if into:
-                calls.append((keys, args))
-                targets.append(into)
-        replies = await self.io.eval(_RANGE_SUMS, calls) if calls else []
-        reads = sum(len(k) for k, _ in calls)
+        if queues is None and not self.io.cluster:
+            # all queues: the same calls for every request within a minute, packed once
+            packed, n_calls, targets, reads = _packed_range_calls(
+                self.keys, self.partitions, tuple((r.gran, tuple(r.starts), tuple(r.minutes)) for r in ranges))
+            replies = await self.io.eval_packed(_RANGE_SUMS, packed, n_calls)
+        else:
+            sources = {p: [None] for p in range(self.partitions)} if queues is None else self._by_partition(queues)
+            calls, targets = _range_calls(self.keys, ranges, sources)
+            replies = await self.io.eval(_RANGE_SUMS, calls) if calls else []
+            reads = sum(len(k) for k, _ in calls)
 
         def parse() -> list[Tally]:
             out = [Tally() for _ in ranges]
