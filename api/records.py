@@ -134,12 +134,24 @@ def workers(raw: dict[bytes, bytes]) -> list[Worker]:
     return out
 
 
+def flat_int(flat: Sequence[Any], name: bytes) -> int | None:
+    """The integer value of field ``name`` in a flat ``field, value, …`` reply, None when absent."""
+    i = -1
+    while True:
+        try:
+            i = flat.index(name, i + 1)
+        except ValueError:
+            return None
+        if i % 2 == 0:  # a field, not a value that happens to be spelled the same
+            return int(flat[i + 1])
+
+
 def snapshot(name: str, reply: list[Any]) -> QueueSnapshot:
     """A queue's snapshot from its reply of the QUEUES script (api/lua.py)."""
-    seen, totals_flat, pending, running, oldest, window = reply
-    raw = pairs(totals_flat)
-    first, last = raw.pop(b"first_ms", None), raw.pop(b"last_ms", None)
-    return QueueSnapshot(name=name, totals=Tally.from_hash(raw), pending=int(pending), running=int(running),
+    seen, totals, pending, running, oldest, window = reply
+    # first_ms and last_ms are in the totals too; Tally leaves them out
+    return QueueSnapshot(name=name, totals=Tally().add_flat(zip(totals[::2], totals[1::2], strict=True)),
+                         pending=int(pending), running=int(running),
                          oldest_pending_ms=int(float(oldest)) if oldest else None,
                          window=Tally().add_flat(zip(window[::2], window[1::2], strict=True)),
-                         first_ms=int_or_none(first), last_ms=int_or_none(last), seen=bool(seen))
+                         first_ms=flat_int(totals, b"first_ms"), last_ms=flat_int(totals, b"last_ms"), seen=bool(seen))

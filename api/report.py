@@ -10,6 +10,7 @@ from aggregator.keys import GRANULARITY_S
 from aggregator.settings import Settings
 from api import health as rules
 from api import stats
+from api.construct import built
 from api.limits import check_reads
 from api.models import (
     DetailedStats,
@@ -43,7 +44,7 @@ def utc(ts_s: float) -> datetime:
 def latency(bins: dict[int, int]) -> Latency:
     """Sketch percentiles as a response model."""
     p = stats.percentiles(bins)
-    return Latency.model_construct(p50=p["p50"], p95=p["p95"], p99=p["p99"])
+    return built(Latency, p50=p["p50"], p95=p["p95"], p99=p["p99"])
 
 
 def retention(settings: Settings) -> dict[str, int]:
@@ -188,23 +189,25 @@ class Reporter:
     def queue_stats(self, snap: QueueSnapshot, window: Window) -> QueueStats:
         """QueueStats of one snapshot."""
         t, w = snap.totals, snap.window
+        n = t.counts.get  # this runs per queue of a response: the lifetime counts looked up directly
         # built without validation (one per queue; the fields are typed here), serialised as any model
-        return QueueStats.model_construct(
+        return built(
+            QueueStats,
             name=snap.name,
             pending=snap.pending,
             running=snap.running,
-            completed_total=t.count("completed"),
-            failed_total=t.count("failed", "timed_out"),
-            dead_total=t.count("dead"),
+            completed_total=n("completed", 0),
+            failed_total=n("failed", 0) + n("timed_out", 0),
+            dead_total=n("dead", 0),
             throughput_per_minute=stats.per_minute(w.outcomes, window.span_s),
             avg_processing_time_ms=stats.avg_processing_ms(w),
             error_rate=stats.error_rate(w),
             oldest_pending_age_seconds=self._age_s(snap.oldest_pending_ms),
             priority_distribution=stats.priority_distribution(t.priorities),
-            enqueued_total=t.count("enqueued"),
-            retried_total=t.count("retried"),
-            timed_out_total=t.count("timed_out"),
-            cancelled_total=t.count("cancelled"),
+            enqueued_total=n("enqueued", 0),
+            retried_total=n("retried", 0),
+            timed_out_total=n("timed_out", 0),
+            cancelled_total=n("cancelled", 0),
             processing_time_ms=latency(w.processing),
             wait_time_ms=latency(w.wait),
             job_types=t.job_types,
@@ -235,7 +238,8 @@ class Reporter:
 
         def build() -> list[HourlyTrend]:
             return [
-                HourlyTrend.model_construct(
+                built(
+                    HourlyTrend,
                     hour=utc(start),
                     completed=t.count("completed"),
                     failed=t.failures,

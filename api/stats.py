@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aggregator import sketch
+from aggregator import schema, sketch
 
 OUTCOMES = ("completed", "failed", "timed_out", "dead")
 FAILURES = ("failed", "timed_out", "dead")
@@ -26,24 +26,34 @@ _BIN_FIELDS = {"ps": "processing", "ws": "wait", "ph": "processing_hist", "wh": 
 
 
 # Fields that add into one of a Tally's dicts, in the order add_flat lists them: (prefix, key is a bin number)
-_DICT_FIELDS = (("n:", False), ("p:", False), ("ps:", True), ("ws:", True), ("ph:", True), ("wh:", True))
-# stored field name -> (index in _DICT_FIELDS, key), or None for the other fields; bounded: field names
-# are a small vocabulary (event types, priorities, sketch and histogram bins), job types are not kept
-_SPECS: dict[bytes, tuple[int, str | int] | None] = {}
+_DICT_FIELDS = ((schema.COUNT, False), (schema.PRIORITY, False), (schema.PT_SKETCH, True), (schema.WT_SKETCH, True),
+                (schema.PT_HIST, True), (schema.WT_HIST, True))
+_SUM, _MAX, _IGNORED = -1, -2, -3  # the other kinds of field: a sum, a maximum, one a Tally does not hold
+# stored field name -> (index in _DICT_FIELDS or another kind, key or attribute name). Bounded: field
+# names are a small vocabulary (event types, priorities, sketch and histogram bins, sums); the job type
+# fields (t:) are not remembered
+_SPECS: dict[bytes, tuple[int, Any]] = {}
 _MAX_SPECS = 100_000
-_UNPARSED: tuple[int, str | int] = (-1, "")  # a field not looked at yet
 
 
-def _spec(raw: bytes) -> tuple[int, str | int] | None:
-    """Where a stored field adds into a Tally (remembered for the next time it is read)."""
+def _spec(raw: bytes) -> tuple[int, Any] | None:
+    """What a stored field adds into in a Tally (remembered for the next time it is read); None: a job
+    type field, for _add_field."""
     name = raw.decode()
-    spec: tuple[int, str | int] | None = None
+    if name.startswith(schema.JOB_TYPE):
+        return None
+    spec: tuple[int, Any] = (_IGNORED, name)
     for i, (prefix, is_bin) in enumerate(_DICT_FIELDS):
         if name.startswith(prefix):
             rest = name[len(prefix):]
             spec = (i, int(rest) if is_bin else rest)
             break
-    if len(_SPECS) < _MAX_SPECS and not name.startswith("t:"):
+    else:
+        if name in schema.SUM_FIELDS:
+            spec = (_SUM, name)
+        elif name in schema.MAX_FIELDS:
+            spec = (_MAX, name)
+    if len(_SPECS) < _MAX_SPECS:
         _SPECS[raw] = spec
     return spec
 
@@ -73,20 +83,24 @@ class Tally:
 
     def add_flat(self, pairs: Iterable[tuple[bytes, bytes | int]]) -> Tally:
         """Add the fields of a hash (as ``(field, value)`` pairs) into this tally (in place); return it."""
-        # this loop runs per stored field of every hash a request reads: each field name is parsed
-        # once per process (_SPECS), then costs one lookup; the rest (sums, maxima) go to _add_field
+        # this loop runs per stored field of every hash a request reads: each field name is parsed once
+        # per process (_SPECS), then costs one lookup
         dicts: tuple[dict[Any, int], ...] = (self.counts, self.priorities, self.processing, self.wait,
                                              self.processing_hist, self.wait_hist)
         specs = _SPECS
         for kb, vb in pairs:
-            spec = specs.get(kb, _UNPARSED)
-            if spec is _UNPARSED:
-                spec = _spec(kb)
+            spec = specs.get(kb) or _spec(kb)
             if spec is None:
                 self._add_field(kb.decode(), int(vb))
                 continue
-            d, key = dicts[spec[0]], spec[1]
-            d[key] = d.get(key, 0) + int(vb)
+            kind, key = spec
+            if kind >= 0:
+                d = dicts[kind]
+                d[key] = d.get(key, 0) + int(vb)
+            elif kind == _SUM:
+                setattr(self, key, getattr(self, key) + int(vb))
+            elif kind == _MAX:
+                setattr(self, key, max(getattr(self, key), int(vb)))
         return self
 
     @classmethod
