@@ -137,7 +137,8 @@ class Reporter:
         t, w = now.counts, now.window_tally
         applied = max((p.applied_ms for p in now.partitions if p.applied_ms), default=None)
         # built without re-validation: the most polled route, and every field is typed here
-        return SystemOverview.model_construct(
+        return built(
+            SystemOverview,
             total_queues=now.total_queues,
             total_jobs=t.count("enqueued"),
             pending_jobs=now.pending,
