@@ -32,16 +32,17 @@ async def overview(request: Request,
 
 
 @router.get("/detailed", response_model=ApiResponse[DetailedStats])
-async def detailed(reporter: ReporterDep, query: QueryDep) -> Response:
+async def detailed(request: Request, query: QueryDep) -> Response:
     """Overview plus per-queue stats, trends, error patterns and performance."""
-    result = await reporter.detailed(query)
+    result = await (await get_reporter(request)).detailed(query)
     # serialising one entry per queue: off the event loop when there are many
     return await asyncio.to_thread(ok, result) if len(result.queue_stats) > OFFLOAD_QUEUES else ok(result)
 
 
 @router.get("/trends", response_model=ApiResponse[list[HourlyTrend]])
-async def trends(reporter: ReporterDep, query: QueryDep) -> Response:
+async def trends(request: Request, query: QueryDep) -> Response:
     """One trend point per bucket of the range at the requested granularity."""
+    reporter = await get_reporter(request)  # made here, not by a dependency (see overview)
     reporter.check_trends(query)
     points = await reporter.trends(query)
     return await asyncio.to_thread(ok, points) if len(points) > OFFLOAD_POINTS else ok(points)
