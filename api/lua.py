@@ -130,28 +130,32 @@ return {summary, oldest, redis.call('SCARD', KEYS[3]), redis.call('HGETALL', KEY
 _HIST_FIRST_TWO = ", ".join(f"[{ord(h[0]) * 256 + ord(h[1])}] = true" for h in (schema.PT_HIST, schema.WT_HIST))
 QUEUES = _LIB + """
 local n, m, which, since = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-local COLON, COUNT = 58, string.byte('""" + schema.COUNT + """')
+local COLON, COUNT, LAST = 58, string.byte('""" + schema.COUNT + """'), '""" + schema.LAST_MS + """'
 local HIST = {""" + _HIST_FIRST_TWO + """}
 local tot, pend, run, buckets, minutes = ARGV[5], ARGV[6], ARGV[7], 8, 8 + n + m
 local out = {}
 for a = 8 + n + 2 * m, #ARGV do
   local q = ARGV[a]
-  local totals = redis.call('HGETALL', tot .. q)
+  local totals, last = redis.call('HGETALL', tot .. q), nil
   if which ~= 'all' then
     local kept = {}
     for i = 1, #totals, 2 do
-      local x, y, z = string.byte(totals[i], 1, 3)
+      local f = totals[i]
+      local x, y, z = string.byte(f, 1, 3)
       if (which == 'counts' and x == COUNT and y == COLON)
          or (which == 'stats' and not (z == COLON and HIST[x * 256 + y])) then
-        kept[#kept + 1] = totals[i]; kept[#kept + 1] = totals[i + 1]
+        kept[#kept + 1] = f; kept[#kept + 1] = totals[i + 1]
       end
+      if f == LAST then last = totals[i + 1] end
     end
     totals = kept
+  elseif n + m > 0 then
+    last = redis.call('HGET', tot .. q, LAST)
   end
   local oldest = redis.call('ZRANGE', pend .. q, 0, 0, 'WITHSCORES')
   local seen = which == 'counts' and redis.call('SISMEMBER', KEYS[1], q) or 1
   local window = {}
-  if n + m > 0 and tonumber(redis.call('HGET', tot .. q, '""" + schema.LAST_MS + """') or '0') >= since then
+  if n + m > 0 and tonumber(last or '0') >= since then
     local qkeys = {}
     for i = 1, n + m do qkeys[i] = ARGV[buckets + i - 1] .. q end
     window = range_flat(qkeys, 1, n, m, minutes, KEYS[2])
