@@ -50,9 +50,10 @@ def _partition_keys(keys: Keys, p: int) -> tuple[str, ...]:
 
 _PARTITION, _QUEUES, _RANGE_SUMS = Script(lua.PARTITION), Script(lua.QUEUES), Script(lua.RANGE_SUMS)
 _ERRORS = Script(lua.ERRORS)
-# (position, event type) of the summary's count fields in the PARTITION script's reply
+# positions of the summary's fields in the PARTITION script's reply: (position, event type) of the counts
 _SUMMARY_COUNTS = [(i, f.removeprefix(schema.COUNT)) for i, f in enumerate(lua.SUMMARY_FIELDS)
                    if f.startswith(schema.COUNT)]
+_PENDING, _RUNNING, _FIRST_MS = (lua.SUMMARY_FIELDS.index(f) for f in (schema.PENDING, schema.RUNNING, schema.FIRST_MS))
 
 
 def _partition_calls(keys: Keys, partitions: int, window: BucketRange, threshold: int
@@ -170,19 +171,18 @@ class StatsStore:
 
     def _view(self, p: int, reply: list[Any]) -> PartitionView:
         summary, oldest, seen, wm, newest, length, dl_length, lease, workers, window, backlog = reply
-        values = dict(zip(lua.SUMMARY_FIELDS, summary, strict=True))
-        counts = {name: int(summary[i]) for i, name in _SUMMARY_COUNTS if summary[i]}
+        # (runs per partition of every overview: fields by position, empty parts skipped)
         return PartitionView(
             status=partition_status(p, pairs(wm), newest, length, dl_length, lease),
-            counts=counts,
-            pending=int(values[schema.PENDING] or 0),
-            running=int(values[schema.RUNNING] or 0),
-            first_ms=int_or_none(values[schema.FIRST_MS]),
+            counts={name: int(summary[i]) for i, name in _SUMMARY_COUNTS if summary[i]},
+            pending=int(summary[_PENDING] or 0),
+            running=int(summary[_RUNNING] or 0),
+            first_ms=int_or_none(summary[_FIRST_MS]),
             oldest_pending_ms=int(float(oldest[1])) if oldest else None,
             queues_seen=int(seen),
-            workers=parse_workers(pairs(workers)),
-            window=Tally().add_flat(zip(window[::2], window[1::2], strict=True)),
-            backlog=[(q.decode(), int(n)) for q, n in pairs(backlog).items()],
+            workers=parse_workers(pairs(workers)) if workers else [],
+            window=Tally().add_flat(zip(window[::2], window[1::2], strict=True)) if window else Tally(),
+            backlog=[(q.decode(), int(n)) for q, n in pairs(backlog).items()] if backlog else [],
         )
 
     async def snapshots(self, queues: list[str], window: BucketRange, *, fields: str = "stats"
