@@ -3,10 +3,13 @@ a flat reply's field lookup, and response models built without pydantic's per-fi
 
 from __future__ import annotations
 
+import random
+
+from aggregator import sketch
 from api.construct import built
 from api.models import Latency, QueueStats
 from api.records import flat_int
-from api.stats import Tally
+from api.stats import Tally, percentiles
 
 
 def _flat(fields: dict[str, int]) -> list[bytes]:
@@ -54,3 +57,11 @@ def test_a_built_model_serialises_as_one_made_by_model_construct() -> None:
 def test_a_model_given_fewer_fields_than_it_has_is_left_to_pydantic() -> None:
     partial = built(Latency, p50=1.0)  # p95 and p99 missing: model_construct, which leaves them unset
     assert partial.model_fields_set == {"p50"}
+
+
+def test_percentiles_from_one_pass_are_sketch_quantiles() -> None:
+    rng = random.Random(3)
+    for _ in range(2000):
+        bins = {rng.choice([rng.randint(-50, 600), sketch.ZERO_BIN]): rng.randint(0, 50)
+                for _ in range(rng.randint(0, 60))}
+        assert percentiles(bins) == {f"p{round(q * 100)}": sketch.quantile(bins, q) for q in (0.5, 0.95, 0.99)}
