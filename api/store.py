@@ -9,6 +9,7 @@ of queues either (``partition_views``).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -192,7 +193,7 @@ class StatsStore:
         buckets) or "all"."""
         per_queue = 3 + window.reads
         chunk = max(1, CHUNK_READS // per_queue)
-        calls, order = [], []
+        calls: list[tuple[list[str], list[Any], list[str]]] = []
         for p, names in self._by_partition(queues).items():
             keys = [self.keys.queues(p), self.keys.watermark(p)]
             # a queue's keys are these prefixes + its name (see lua.QUEUES)
@@ -201,16 +202,16 @@ class StatsStore:
             head = [len(window.starts), len(window.minutes), fields, window.start_ms, *prefixes, *window.minutes]
             for i in range(0, len(names), chunk):
                 part = names[i : i + chunk]
-                calls.append((keys, [*head, *part]))
-                order.append(part)
-        replies = await self.io.eval(_QUEUES, calls) if calls else []
+                calls.append((keys, [*head, *part], part))
 
-        def parse() -> list[QueueSnapshot]:
-            found = {q: snapshot(q, r) for names, reply in zip(order, replies, strict=True)
-                     for q, r in zip(names, reply, strict=True)}
-            return [found[q] for q in queues]
+        async def call(keys: list[str], args: list[Any], names: list[str]) -> list[QueueSnapshot]:
+            reply = (await self.io.eval(_QUEUES, [(keys, args)]))[0]
+            return await offload(len(names) * per_queue,
+                                 lambda: [snapshot(q, r) for q, r in zip(names, reply, strict=True)])
 
-        return await offload(len(queues) * per_queue, parse)
+        # each call parsed as soon as its reply is in, while Redis works on the next ones
+        found = {s.name: s for part in await asyncio.gather(*(call(*c) for c in calls)) for s in part}
+        return [found[q] for q in queues]
 
     async def range_sums(self, ranges: list[BucketRange], queues: list[str] | None, now_s: float
                          ) -> tuple[list[Tally], int | None]:
