@@ -40,7 +40,7 @@ def quiet_gc() -> None:
     10 ms at p99 with the collector off. Start-up objects are frozen out of
     its walks; cycles are still collected.
     """
-    if gc.get_freeze_count():  # already done (an earlier app in this process, or the aggregator's CLI)
+    if gc.get_freeze_count():  # already done in this process (an earlier app, or another component)
         return
     gc.collect()
     gc.freeze()

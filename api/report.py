@@ -29,10 +29,10 @@ from api.window import BucketRange, Window, bucket_range, point_span_s, rate_win
 
 MAX_ERROR_PATTERNS = 100
 # Responses with more queues or trend points than these are built (and serialised) in a worker thread.
-# Below them the work (~30 us per queue) is done inline: handing it to a thread costs more than it
-# saves (the event loop and the thread take turns at the GIL; detailed at 100 queues: p99 24 -> 16 ms),
-# and it holds the event loop for well under 10 ms.
-OFFLOAD_QUEUES = 250
+# Below them the work (30-40 us per queue, with or without a live rate window) is done inline:
+# handing it to a thread costs more than it saves (the event loop and the thread take turns at the
+# GIL; detailed at 100 queues: p99 24 -> 16 ms), and it holds the event loop for at most ~6 ms.
+OFFLOAD_QUEUES = 150
 OFFLOAD_POINTS = 200
 
 
