@@ -106,7 +106,11 @@ class AsyncEmitter(LifecycleMethods):
                 stored = await store_partitions_async(self._client, self.buffer.keys, self.settings.partitions)
                 self._loop.set_partitions(stored, self.settings.partitions)
             while batch := self._loop.next_batch():
-                await self._sender.send(batch)
+                written = await self._sender.write(batch)
+                try:
+                    self._loop.take_ahead()  # Python's work overlaps Redis' instead of waiting for it
+                finally:
+                    await self._sender.confirm(written)
                 self._loop.sent()
         except Exception as exc:  # the task must outlive any Redis trouble
             return self._loop.failed(exc)

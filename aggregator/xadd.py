@@ -80,7 +80,8 @@ def _lean_pool(client: Any, classes: tuple[type, ...]) -> Any:
 
 
 class XaddSender:
-    """Sends batches for the thread emitter."""
+    """Sends batches for the thread emitter: :meth:`write` a batch, do other work while Redis
+    appends it, then :meth:`confirm` it."""
 
     def __init__(self, client: redis.Redis, maxlen: int) -> None:
         self.client = client
@@ -93,26 +94,45 @@ class XaddSender:
         """True when batches skip redis-py's Pipeline."""
         return self.pool is not None
 
-    def send(self, batch: Sequence[Payload]) -> None:
-        """XADD every payload; raises (after reading every reply) if Redis refused any."""
-        if self.pool is None:
+    def write(self, batch: Sequence[Payload]) -> Any:
+        """Start sending ``batch``; what :meth:`confirm` needs. Call ``confirm`` next, whatever happens."""
+        if self.pool is None:  # the pipeline sends it all on confirm
             pipe = self.client.pipeline(transaction=False)
             for stream, name, body in batch:  # XADD spelled out: xadd()'s argument handling costs 2 µs
                 pipe.execute_command("XADD", stream, "MAXLEN", "~", self.maxlen, "*", name, body)  # type: ignore[no-untyped-call]
-            pipe.execute()
-            return
+            return pipe
         data = self.packer.pack(batch)
         conn = _get_connection(self.pool)
         try:
             conn.send_packed_command([data])
-            refused = _read_replies(conn, len(batch))
         except BaseException:
-            conn.disconnect()  # a reply stream read half-way must not go back to the pool
+            self._give_back(conn, broken=True)
             raise
-        finally:
-            self.pool.release(conn)
+        return conn, len(batch)
+
+    def confirm(self, written: Any) -> None:
+        """Wait until Redis has taken the batch; raises (after reading every reply) if it refused any."""
+        if self.pool is None:
+            written.execute()
+            return
+        conn, n = written
+        try:
+            refused = _read_replies(conn, n)
+        except BaseException:
+            self._give_back(conn, broken=True)
+            raise
+        self._give_back(conn, broken=False)
         if refused is not None:
             raise refused
+
+    def send(self, batch: Sequence[Payload]) -> None:
+        """XADD every payload of ``batch``, waiting for Redis."""
+        self.confirm(self.write(batch))
+
+    def _give_back(self, conn: Any, broken: bool) -> None:
+        if broken:
+            conn.disconnect()  # a reply stream read half-way must not go back to the pool in use
+        self.pool.release(conn)
 
 
 def _get_connection(pool: Any) -> Any:
@@ -135,7 +155,7 @@ def _read_replies(conn: Any, n: int) -> redis.ResponseError | None:
 
 
 class AsyncXaddSender:
-    """Sends batches for the asyncio emitter."""
+    """:class:`XaddSender` for the asyncio emitter."""
 
     def __init__(self, client: redis.asyncio.Redis, maxlen: int) -> None:
         self.client = client
@@ -143,31 +163,50 @@ class AsyncXaddSender:
         self.pool = _lean_pool(client, _LEAN_ASYNC)
         self.packer = XaddPacker(maxlen, _encoding(self.pool))
 
-    async def send(self, batch: Sequence[Payload]) -> None:
-        """XADD every payload; raises (after reading every reply) if Redis refused any."""
+    async def write(self, batch: Sequence[Payload]) -> Any:
+        """Start sending ``batch``; what :meth:`confirm` needs. Call ``confirm`` next, whatever happens."""
         if self.pool is None:
             pipe = self.client.pipeline(transaction=False)
             for stream, name, body in batch:
                 pipe.execute_command("XADD", stream, "MAXLEN", "~", self.maxlen, "*", name, body)
-            await pipe.execute()
-            return
+            return pipe
         data = self.packer.pack(batch)
         conn = await _get_connection_async(self.pool)
-        refused: redis.ResponseError | None = None
         try:
             await conn.send_packed_command([data])
-            for _ in range(len(batch)):
+        except BaseException:  # failed or cancelled half-way: the connection is out of step
+            await self._give_back(conn, broken=True)
+            raise
+        return conn, len(batch)
+
+    async def confirm(self, written: Any) -> None:
+        """Wait until Redis has taken the batch; raises (after reading every reply) if it refused any."""
+        if self.pool is None:
+            await written.execute()
+            return
+        conn, n = written
+        refused: redis.ResponseError | None = None
+        try:
+            for _ in range(n):
                 try:
                     await conn.read_response()
-                except redis.ResponseError as exc:
+                except redis.ResponseError as exc:  # keep reading: the connection stays in step
                     refused = refused or exc
-        except BaseException:  # cancelled or failed half-way: the connection is out of step
-            await conn.disconnect()
+        except BaseException:
+            await self._give_back(conn, broken=True)
             raise
-        finally:
-            await self.pool.release(conn)
+        await self._give_back(conn, broken=False)
         if refused is not None:
             raise refused
+
+    async def send(self, batch: Sequence[Payload]) -> None:
+        """XADD every payload of ``batch``, waiting for Redis."""
+        await self.confirm(await self.write(batch))
+
+    async def _give_back(self, conn: Any, broken: bool) -> None:
+        if broken:
+            await conn.disconnect()
+        await self.pool.release(conn)
 
 
 async def _get_connection_async(pool: Any) -> Any:
