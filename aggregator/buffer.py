@@ -53,6 +53,8 @@ class _IsoClock:
     def __init__(self) -> None:
         self.start = math.nan  # the second the prefix is for, as a float (none yet)
         self.prefix = b""
+        self.milli = -1  # the millisecond of that second last written, and what was written
+        self.last = b""
 
     def __call__(self, ts_s: float) -> bytes:
         # rounded to microseconds the way datetime.fromtimestamp does, then truncated to ms. Within the
@@ -62,14 +64,19 @@ class _IsoClock:
         if 0.0 <= frac < 1.0:
             micro = round(frac * 1e6)
             if micro < 1_000_000:
-                return b"%s.%03dZ" % (self.prefix, micro // 1000)
+                milli = micro // 1000
+                if milli != self.milli:  # a busy worker writes many events per millisecond
+                    self.milli, self.last = milli, b"%s.%03dZ" % (self.prefix, milli)
+                return self.last
         frac, whole = math.modf(ts_s)
         micro = round(frac * 1e6)
         second = int(whole) + micro // 1_000_000
+        milli = micro % 1_000_000 // 1000
         prefix = iso(second)[:-5].encode()  # "YYYY-MM-DDTHH:MM:SS"
+        text = b"%s.%03dZ" % (prefix, milli)
         if second >= 0:  # the fast path counts the fraction up from the second's start
-            self.start, self.prefix = float(second), prefix
-        return b"%s.%03dZ" % (prefix, micro % 1_000_000 // 1000)
+            self.start, self.prefix, self.milli, self.last = float(second), prefix, milli, text
+        return text
 
 
 class EventBuffer:
