@@ -136,18 +136,31 @@ class Aggregator:
 
     def flush_all(self) -> None:
         """Apply every partition's open flush and wait for them."""
-        for p, pipe in list(self.pipelines.items()):
-            try:
-                pipe.finish(time.time())
-            except Fenced as exc:
-                self._fenced(p, exc)
-            self._count(pipe)
+        for p in list(self.pipelines):
+            self._finish(p)
+
+    def _finish(self, p: int) -> None:
+        pipe = self.pipelines.get(p)
+        if pipe is None:
+            return
+        try:
+            pipe.finish(time.time())
+        except Fenced as exc:
+            self._fenced(p, exc)
+        self._count(pipe)
 
     def rebalance(self, want_all: bool = False) -> None:
-        """Land what is open, renew held leases and take or give partitions toward a fair share."""
-        self.flush_all()
+        """Renew held leases and take or give partitions toward a fair share.
+
+        Only the partitions given back land what they have open first; the
+        others go on folding (landing everything at each renewal stalled the
+        pipeline every few seconds).
+        """
         now_ms = int(time.time() * 1000)
-        taken, dropped = self.membership.rebalance(now_ms, want_all)
+        share = self.membership.share(now_ms, want_all)
+        for p in self.membership.surplus(share):
+            self._finish(p)
+        taken, dropped = self.membership.rebalance(share)
         for p in dropped:
             self.pipelines.pop(p, None)
         for p, value in self.membership.held.items():

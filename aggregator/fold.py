@@ -87,6 +87,23 @@ class FoldConfig:
         """``keys.job(partition, "")``: a job's key is this plus its id."""
         return self.keys.job(self.partition, "")
 
+    @functools.cached_property
+    def _gauges(self) -> dict[tuple[str, str], tuple[str, str, str]]:
+        return {}
+
+    def gauge(self, state: str, queue: str) -> tuple[str, str, str] | None:
+        """The sorted set holding jobs of ``queue`` in ``state``, its summary field, and the queue."""
+        if state != PENDING and state != RUNNING:
+            return None
+        got = self._gauges.get((state, queue))
+        if got is None:
+            if state == PENDING:
+                got = (self.keys.pending(self.partition, queue), schema.PENDING, queue)
+            else:
+                got = (self.keys.running(self.partition, queue), schema.RUNNING, queue)
+            self._gauges[state, queue] = got
+        return got
+
 
 @dataclass(slots=True)
 class _Track:
@@ -114,13 +131,14 @@ class _Track:
 def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]], max_bytes: int) -> list[Entry]:
     """Validate raw stream entries (fields as a flat list, or a dict); bad ones become :class:`Rejected`."""
     out: list[Entry] = []
+    append = out.append
     for entry_id_b, flat in raw:
         entry_id = entry_id_b.decode()
-        arrival_ms = int(entry_id.split("-", 1)[0])
-        item: Event | Heartbeat | Rejected
+        arrival_ms = int(entry_id[: entry_id.index("-")])
         if type(flat) is list and len(flat) == 2 and flat[0] == EVENT_FIELD:  # the usual entry: no dict needed
-            out.append((entry_id, arrival_ms, parse_event(flat[1], max_bytes)))
+            append((entry_id, arrival_ms, parse_event(flat[1], max_bytes)))
             continue
+        item: Event | Heartbeat | Rejected
         fields = dict(zip(flat[::2], flat[1::2], strict=True)) if isinstance(flat, list) else flat
         if EVENT_FIELD in fields:
             item = parse_event(fields[EVENT_FIELD], max_bytes)
@@ -129,7 +147,7 @@ def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]],
         else:
             names = b",".join(sorted(fields))[:200].decode(errors="replace")
             item = Rejected(f"entry has no 'event' field (fields: {names})", b"")
-        out.append((entry_id, arrival_ms, item))
+        append((entry_id, arrival_ms, item))
     return out
 
 
@@ -235,32 +253,21 @@ def _advance(track: _Track, ev: Event) -> None:
     track.state, track.ts_ms, track.rank, track.queue = state, ev.ts_ms, rank, ev.queue
 
 
-@functools.lru_cache(maxsize=8192)  # a few sets per queue, asked for once per job
-def _gauge(keys: Keys, p: int, state: str, queue: str) -> tuple[str, str, str] | None:
-    """The sorted set holding jobs of ``queue`` in ``state``, its summary field, and the queue."""
-    if state == PENDING:
-        return keys.pending(p, queue), schema.PENDING, queue
-    if state == RUNNING:
-        return keys.running(p, queue), schema.RUNNING, queue
-    return None
-
-
 def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: JobCache, now_s: float) -> None:
-    keys, p = cfg.keys, cfg.partition
     if not track.changed:
         return  # only duplicates: nothing to write
     assert track.state is not None  # a changed track applied an event
     if track.entered_ms is not None:
-        new = _gauge(keys, p, track.state, track.queue)
+        new = cfg.gauge(track.state, track.queue)
         prior = track.prior
         if prior is not None:
-            old = _gauge(keys, p, prior.state, prior.queue)
+            old = cfg.gauge(prior.state, prior.queue)
             if old and old != new:
                 _leave(fx, old, job_id)
         else:
             # Unknown job (new, or its state expired): make sure no gauge still holds it.
             for state in (PENDING, RUNNING):
-                old = _gauge(keys, p, state, track.queue)
+                old = cfg.gauge(state, track.queue)
                 if old != new:
                     _leave(fx, old, job_id)  # type: ignore[arg-type]  # PENDING and RUNNING have sets
         if new:
@@ -364,30 +371,72 @@ def _alive_bits(minute: int, arrival_s: int, cfg: FoldConfig) -> int:
 
 
 def _roll_up(fx: Effects, minutes: dict[tuple[str, int], _MinuteTally], cfg: FoldConfig) -> None:
-    """Add each minute tally into its queue's totals and its minute, hour and day buckets."""
+    """Add the minute tallies into their queues' totals and their minute, hour and day buckets.
+
+    Tallies are merged per queue, and per hour and day, before anything is
+    written: a backfill has a tally for nearly every few events, and writing
+    each into six buckets and two totals was most of its folding time.
+    """
     keys, p = cfg.keys, cfg.partition
-    queues = fx.sadd[keys.queues(p)]
-    summary = keys.summary(p)
+    fx.sadd[keys.queues(p)].update(q for q, _ in minutes)
+    lifetimes: dict[str, _MinuteTally] = {}
+    coarse: dict[tuple[int, str, int], _MinuteTally] = {}  # (granularity bit, queue, start) -> merged tally
     for (q, minute), t in minutes.items():
-        queues.add(q)
-        lifetime = {fld: n for fld, n in t.adds.items() if fld in schema.SUM_FIELDS or fld[:2] in _TOTALS_PREFIXES}
-        lifetime.update(t.types)
+        life = lifetimes.get(q)
+        if life is None:
+            life = lifetimes[q] = _MinuteTally(0)
+        _merge(life, t, lifetime=True)
+        if t.alive & 1:
+            _write_bucket(fx, cfg, "m", minute, q, t)
+        for bit in (1, 2):
+            if t.alive >> bit & 1:
+                start = minute - minute % _STEP_S[bit]
+                group = coarse.get((bit, q, start))
+                if group is None:
+                    group = coarse[bit, q, start] = _MinuteTally(0)
+                _merge(group, t, lifetime=False)
+    for (bit, q, start), group in coarse.items():
+        _write_bucket(fx, cfg, _GRAN[bit], start, q, group)
+    summary = keys.summary(p)
+    for q, life in lifetimes.items():
+        lifetime = {fld: n for fld, n in life.adds.items() if fld in schema.SUM_FIELDS or fld[:2] in _TOTALS_PREFIXES}
+        lifetime.update(life.types)
         # the queue's totals, and the partition's summary (the overview reads only the latter)
         for totals in (keys.totals(p, q), summary):
             fx.add_all(totals, lifetime)
-            fx.minimum(totals, schema.FIRST_MS, t.first_ms)
-            fx.maximum(totals, schema.LAST_MS, t.last_ms)
-        for bit, (gran, step_s) in enumerate(GRANULARITY_S.items()):
-            if not t.alive >> bit & 1:
-                continue
-            start = minute - minute % step_s
-            for key in (keys.bucket(p, gran, start, q), keys.bucket(p, gran, start)):
-                dst = fx.incr[key]
-                for fld, n in t.adds.items():
-                    dst[fld] = dst.get(fld, 0) + n
-                for fld, value in t.maxes.items():
-                    fx.maximum(key, fld, value)
-                fx.expire_at_s[key] = start + step_s + cfg.retention_s[gran]
+            fx.minimum(totals, schema.FIRST_MS, life.first_ms)
+            fx.maximum(totals, schema.LAST_MS, life.last_ms)
+
+
+_GRAN = list(GRANULARITY_S)
+_STEP_S = list(GRANULARITY_S.values())
+
+
+def _merge(dst: _MinuteTally, t: _MinuteTally, lifetime: bool) -> None:
+    """Add ``t`` into ``dst``; the per-type counts and time bounds only for ``lifetime`` totals."""
+    adds = dst.adds
+    for fld, n in t.adds.items():
+        adds[fld] = adds.get(fld, 0) + n
+    maxes = dst.maxes
+    for fld, value in t.maxes.items():
+        if value > maxes.get(fld, -1):
+            maxes[fld] = value
+    if lifetime:
+        types = dst.types
+        for fld, n in t.types.items():
+            types[fld] = types.get(fld, 0) + n
+        dst.first_ms = min(dst.first_ms, t.first_ms)
+        dst.last_ms = max(dst.last_ms, t.last_ms)
+
+
+def _write_bucket(fx: Effects, cfg: FoldConfig, gran: str, start: int, queue: str, t: _MinuteTally) -> None:
+    keys, p = cfg.keys, cfg.partition
+    expire_at = start + GRANULARITY_S[gran] + cfg.retention_s[gran]
+    for key in (keys.bucket(p, gran, start, queue), keys.bucket(p, gran, start)):
+        fx.add_all(key, t.adds)
+        for fld, value in t.maxes.items():
+            fx.maximum(key, fld, value)
+        fx.expire_at_s[key] = expire_at
 
 
 def _fold_error(fx: Effects, ev: Event, cfg: FoldConfig) -> None:

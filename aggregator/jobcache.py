@@ -10,6 +10,7 @@ stored key certainly still exists (its TTL is tracked here).
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from aggregator import schema
 # Trust a remembered key only until this long before its stored TTL runs out, so a
 # write that assumes the key exists (SET ... KEEPTTL) lands well before it expires.
 _EXPIRY_MARGIN_S = 30
+# Removals remembered for :meth:`JobCache.forgotten_since`; a state read longer ago is read again.
+_FORGOTTEN_KEPT = 64
 
 
 @dataclass(slots=True)
@@ -58,6 +61,12 @@ class JobCache:
         self.capacity = capacity
         self._jobs: dict[str, Known] = {}
         self._finished: list[str] = []  # put as finished since the last trim
+        # Removals are numbered and the last few remembered, so a job state read from Redis for a job
+        # the cache did not hold can be checked later: it is current unless the cache has held and
+        # forgotten that job since (its write may have landed after the read).
+        self.generation = 0
+        self._forgotten: deque[tuple[int, set[str]]] = deque()
+        self._floor = 0  # states read before this generation are all suspect
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -73,6 +82,10 @@ class JobCache:
         if finished:
             self._finished.append(job_id)
 
+    def holds(self, job_id: str) -> bool:
+        """Whether ``job_id`` has an entry (safe from another thread: a single dict lookup)."""
+        return job_id in self._jobs
+
     def missing(self, job_ids: Iterable[str], now_s: float) -> list[str]:
         """The ids among ``job_ids`` whose state must be read from Redis (stale entries are dropped)."""
         out: list[str] = []
@@ -83,6 +96,7 @@ class JobCache:
                 continue
             if known is not None:
                 del jobs[job_id]
+                self._forget({job_id})
             out.append(job_id)
         return out
 
@@ -94,17 +108,37 @@ class JobCache:
         rarely get another event, so keeping them would only cost memory.
         """
         jobs = self._jobs
+        gone: set[str] = set()
         for job_id in self._finished:
             known = jobs.get(job_id)
             if known is not None and known.record is not None and known.record.state == schema.JOB_FINISHED:
                 del jobs[job_id]
+                gone.add(job_id)
         self._finished.clear()
         excess = len(jobs) - self.capacity
         if excess > 0:
             for job_id in list(itertools.islice(jobs, excess)):
                 del jobs[job_id]
+                gone.add(job_id)
+        if gone:
+            self._forget(gone)
 
     def clear(self) -> None:
         """Forget everything (after a failed apply or a lost lease)."""
+        self.generation += 1
+        self._floor = self.generation
+        self._forgotten.clear()
         self._jobs.clear()
         self._finished.clear()
+
+    def forgotten_since(self, generation: int) -> list[set[str]] | None:
+        """The sets of job ids forgotten after ``generation``; None if that is no longer known."""
+        if generation < self._floor:
+            return None
+        return [ids for gen, ids in self._forgotten if gen > generation]
+
+    def _forget(self, job_ids: set[str]) -> None:
+        self.generation += 1
+        self._forgotten.append((self.generation, job_ids))
+        if len(self._forgotten) > _FORGOTTEN_KEPT:
+            self._floor = self._forgotten.popleft()[0]

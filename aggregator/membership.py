@@ -44,16 +44,23 @@ class Membership:
         pipe.zcard(self.keys.aggregators)
         return max(1, int(pipe.execute()[2]))
 
-    def rebalance(self, now_ms: int, want_all: bool = False) -> tuple[list[int], list[int]]:
-        """Renew held leases and move toward a fair share; returns (taken, lost or given up) partitions."""
-        share = self.partitions if want_all else math.ceil(self.partitions / self.live_members(now_ms))
+    def share(self, now_ms: int, want_all: bool = False) -> int:
+        """Heartbeat, and the number of partitions this member should hold."""
+        return self.partitions if want_all else math.ceil(self.partitions / self.live_members(now_ms))
+
+    def surplus(self, share: int) -> list[int]:
+        """The held partitions that :meth:`rebalance` gives back to come down to ``share``."""
+        return sorted(self.held, reverse=True)[: max(0, len(self.held) - share)]
+
+    def rebalance(self, share: int) -> tuple[list[int], list[int]]:
+        """Renew held leases and move toward ``share``; returns (taken, lost or given up) partitions."""
         dropped: list[int] = []
         for p, value in list(self.held.items()):
             if not self.leases.renew(self.keys.lease(p), value):
                 log.warning("lost the lease of partition %d", p)
                 del self.held[p]
                 dropped.append(p)
-        for p in sorted(self.held, reverse=True)[: max(0, len(self.held) - share)]:
+        for p in self.surplus(share):
             self.leases.release(self.keys.lease(p), self.held.pop(p))
             dropped.append(p)
         taken: list[int] = []

@@ -13,6 +13,7 @@ all of that and restarts from what Redis holds.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,8 @@ import redis
 from redis.commands.core import Script
 
 from aggregator import schema
-from aggregator.fold import Flush, FoldConfig, parse_entries
+from aggregator.events import Event
+from aggregator.fold import Entry, Flush, FoldConfig, parse_entries
 from aggregator.jobcache import JobCache, JobRecord, Known
 from aggregator.keys import Keys
 from aggregator.settings import Settings
@@ -31,10 +33,33 @@ log = logging.getLogger("jobpulse.aggregator")
 
 
 _EXPIRY_MEMO_MAX = 100_000
+# Entries read ahead while behind the stream: enough to fold while a flush is applied
+# (Redis runs one script at a time, so a read queued behind an apply waits for all of it).
+READ_AHEAD_ENTRIES, READ_AHEAD_MAX_CHUNKS = 10_000, 8
+# Behind the stream, a flush waits for this many flush intervals at most: bigger flushes merge
+# more writes, but each of the owned partitions gets only a share of the folding thread.
+BEHIND_FLUSH_INTERVALS = 4
 
 
 class Fenced(Exception):
     """Another owner holds the partition now."""
+
+
+@dataclass
+class _Cursor:
+    """Where the reads queued on the apply thread have got to. :meth:`PartitionPipeline.reload`
+    replaces it rather than resetting it, so a read queued before cannot move the new one."""
+
+    after_id: str
+
+
+@dataclass
+class _Chunk:
+    """Entries read ahead, parsed, with the stored states of the jobs the owner did not hold then."""
+
+    entries: list[Entry]
+    states: dict[str, bytes | None]
+    generation: int  # the job cache's when ``states`` were chosen (see JobCache.forgotten_since)
 
 
 @dataclass
@@ -63,11 +88,12 @@ class PartitionPipeline:
         self.cache = JobCache(settings.job_cache_size)
         # bucket key -> the EXPIREAT this owner has already sent for it (a bucket's expiry never changes)
         self._expiry_sent: dict[str, int] = {}
-        self.wm_id = self.read_id = "0-0"
+        self.wm_id = self.read_id = "0-0"  # applied / handed to folding
         self.flush: Flush | None = None
         self.opened_s = 0.0
         self.inflight: _InFlight | None = None
-        self._ahead: Future[Any] | None = None  # the next chunk, being read
+        self._ahead: deque[Future[_Chunk]] = deque()  # the next chunks, in order, being read
+        self._cursor = _Cursor("0-0")
         self.applied_entries = self.applied_flushes = 0
         self.caught_up = False
         self._checked_s = 0.0
@@ -75,11 +101,13 @@ class PartitionPipeline:
 
     def reload(self) -> None:
         """Forget everything in memory and continue from the stored watermark."""
-        self.flush, self.inflight, self._ahead = None, None, None
+        self.flush, self.inflight = None, None
+        self._ahead.clear()
         self.cache.clear()
         self._expiry_sent.clear()
         wm_id = self.client.hget(self.keys.watermark(self.p), schema.WM_ID)
         self.wm_id = self.read_id = wm_id.decode() if isinstance(wm_id, bytes) else "0-0"
+        self._cursor = _Cursor(self.wm_id)
 
     @property
     def idle(self) -> bool:
@@ -112,41 +140,85 @@ class PartitionPipeline:
         flush interval (at once with ``eager``, when draining): applying
         whenever the stream is caught up would, at live rates, apply tiny
         flushes that merge nothing. Behind the stream, freshness is already
-        lost to the backlog, so it grows until full (or four intervals old):
+        lost to the backlog, so it grows until full (or BEHIND_FLUSH_INTERVALS old):
         bigger flushes merge more and catch up sooner.
         """
         interval_s = self.settings.flush_interval_ms / 1000
         age_s = now_s - self.opened_s
-        if flush.entries >= self.settings.max_flush_entries or age_s >= 4 * interval_s:
+        if flush.entries >= self.settings.max_flush_entries or age_s >= BEHIND_FLUSH_INTERVALS * interval_s:
             return True
         return self.caught_up and (eager or age_s >= interval_s)
 
-    def _fetch(self, after_id: str) -> Future[Any]:
-        """Ask the apply thread for the entries after ``after_id``: it reads while this thread folds."""
-        return self._pool.submit(self._read, self.keys.stream(self.p), after_id, self.settings.batch_size)
+    def _fetch(self) -> Future[_Chunk]:
+        """Ask the apply thread for the next chunk: it reads while this thread folds."""
+        return self._pool.submit(self._read_ahead, self._cursor)
+
+    def _read_ahead(self, cursor: _Cursor) -> _Chunk:
+        """On the apply thread: read, parse, and read the states of jobs the owner does not hold.
+
+        Reading those states here, behind the applies already queued, keeps the
+        folding thread from waiting on Redis. A state read is used only if the
+        cache has forgotten nothing since (see :attr:`JobCache.generation`):
+        then any job it did not hold has no write in flight or queued.
+        """
+        s = self.settings
+        entries = parse_entries(self._read(self.keys.stream(self.p), cursor.after_id, s.batch_size),
+                                s.max_entry_bytes)
+        if entries:
+            cursor.after_id = entries[-1][0]
+        cache, flush = self.cache, self.flush
+        generation = cache.generation
+        tracks = flush.tracks if flush is not None else {}
+        unknown = list({item.job_id for _, _, item in entries
+                        if type(item) is Event and item.job_id not in tracks and not cache.holds(item.job_id)})
+        states: dict[str, bytes | None] = {}
+        if unknown:
+            states = self._read_states(unknown)
+        return _Chunk(entries, states, generation)
 
     def _read_chunk(self, now_s: float) -> int:
-        ahead, self._ahead = self._ahead, None
-        raw: list[Any] = (ahead or self._fetch(self.read_id)).result()
-        if not raw:
+        ahead = self._ahead
+        chunk = (ahead.popleft() if ahead else self._fetch()).result()
+        entries = chunk.entries
+        if entries:
+            self.read_id = entries[-1][0]
+        if len(entries) == self.settings.batch_size:  # more is waiting: read it while this chunk is folded
+            while len(ahead) < min(READ_AHEAD_MAX_CHUNKS, max(1, READ_AHEAD_ENTRIES // self.settings.batch_size)):
+                ahead.append(self._fetch())
+        elif ahead:
+            # Caught up: the reads queued behind this one ran too early to find much. Read afresh
+            # from here (a new cursor: the dropped reads may still move the old one).
+            ahead.clear()
+            self._cursor = _Cursor(self.read_id)
+        if not entries:
             return 0
-        if len(raw) == self.settings.batch_size:  # more is waiting: read it while this chunk is folded
-            self._ahead = self._fetch(raw[-1][0].decode())
-        entries = parse_entries(raw, self.settings.max_entry_bytes)
         if self.flush is None:
             self.flush, self.opened_s = Flush(self.cfg), now_s
         missing = self.flush.jobs_to_read(entries, self.cache, now_s)
         if missing:
-            self._load_jobs(missing)
+            self._load_jobs(missing, chunk)
         self.flush.add(entries, self.cache)
-        self.read_id = entries[-1][0]
         return len(entries)
 
-    def _load_jobs(self, job_ids: list[str]) -> None:
-        """Read the stored state of jobs this owner does not know (none of them is in flight)."""
-        values: list[bytes | None] = self.client.mget([self.keys.job(self.p, j) for j in job_ids])  # type: ignore[assignment]
-        for job_id, raw in zip(job_ids, values, strict=True):
+    def _load_jobs(self, job_ids: list[str], chunk: _Chunk) -> None:
+        """Learn the stored state of jobs this owner does not know (none of them is in flight)."""
+        states = chunk.states
+        forgotten = self.cache.forgotten_since(chunk.generation)
+        if forgotten is None:
+            states = {}
+        elif forgotten:
+            states = {j: v for j, v in states.items() if not any(j in ids for ids in forgotten)}
+        unread = [j for j in job_ids if j not in states]
+        if unread:
+            states = {**states, **self._read_states(unread)}
+        for job_id in job_ids:
+            raw = states[job_id]
             self.cache.put(job_id, Known(JobRecord.decode(raw) if raw else None))
+
+    def _read_states(self, job_ids: list[str]) -> dict[str, bytes | None]:
+        prefix = self.cfg.job_key_prefix
+        values: list[bytes | None] = self.client.mget([prefix + j for j in job_ids])  # type: ignore[assignment]
+        return dict(zip(job_ids, values, strict=True))
 
     def submit(self, now_s: float) -> None:
         """Hand the open flush to the apply thread (after the previous one has landed)."""

@@ -27,6 +27,9 @@ def raw_reader(client: redis.Redis) -> RawRead:
         script = scripts.register(client, "read")
         return lambda stream, after_id, count: script(keys=[stream], args=["(" + after_id, count])  # type: ignore[no-any-return]
     reader = copy.copy(client)  # shares the connection pool; gets its own reply callbacks
+    # Not the pool's owner: a copy that closed the pool when collected would cut the connections
+    # other threads are using (seen as "Bad file descriptor" in the caller's next command).
+    reader.auto_close_connection_pool = False
     reader.response_callbacks = type(client.response_callbacks)(client.response_callbacks)
     reader.set_response_callback("XRANGE", lambda response, **_: response)
     return lambda stream, after_id, count: reader.xrange(stream, "(" + after_id, "+", count)  # type: ignore[return-value]

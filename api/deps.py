@@ -57,7 +57,7 @@ async def get_queues(queues: Annotated[list[str] | None, Query(description=QUEUE
 
 
 async def get_query(
-    state: StateDep,
+    request: Request,
     # typed str and checked by build_query, so a bad value gets the envelope's 422; the json_schema_extra
     # still tells clients (and schemathesis) the expected format
     start: Annotated[str | None, Query(description="Range start, RFC 3339; default end − 24 h.",
@@ -69,7 +69,8 @@ async def get_query(
                                              json_schema_extra={"enum": ["minute", "hour", "day", "week"]})] = None,
 ) -> StatsQuery:
     """The full StatsQuery."""
-    return build_query(start, end, queues, granularity, int(state.clock()))
+    # the state reached through the request, not a sub-dependency: each level costs every request
+    return build_query(start, end, queues, granularity, int((await get_state(request)).clock()))
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

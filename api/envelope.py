@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
+from api.construct import built
 from api.models import ApiResponse
 from api.query import BadParameter
 
@@ -41,7 +42,7 @@ def ok(data: BaseModel | list[Any]) -> Response:
     declared response_model (a third of a request's time); the routes still
     declare it, for the OpenAPI schema, and the tests check bodies against it.
     """
-    body = _Envelope.model_construct(success=True, data=data, error=None, timestamp=datetime.now(UTC))
+    body = built(_Envelope, success=True, data=data, error=None, timestamp=datetime.now(UTC))
     return Response(body.model_dump_json(), media_type="application/json")
 
 

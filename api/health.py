@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aggregator.settings import Settings
+from api.construct import built
 from api.models import SystemAlert, SystemHealth
 from api.store import PartitionStatus, Worker
 
@@ -164,7 +165,8 @@ def _alert(f: Finding, now: datetime) -> SystemAlert:
 def _health(db: bool, high_error: bool, backlog: bool, slow: bool, alerts: list[SystemAlert]) -> SystemHealth:
     worst = max((SEVERITY_RANK[a.severity] for a in alerts), default=0)
     status = {2: "critical", 1: "degraded"}.get(worst, "healthy")
-    return SystemHealth(
+    return built(
+        SystemHealth,
         status=status,
         database_healthy=db,
         high_error_rate=high_error,

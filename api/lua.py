@@ -47,21 +47,21 @@ local function rolled_of(wm)
   if r then return tonumber(r) end
   return math.huge
 end
--- adds KEYS[k .. k+n-1], then of KEYS[k+n .. k+n+m-1] those whose minute start ARGV[a + j] is not
+-- adds keys[k .. k+n-1], then of keys[k+n .. k+n+m-1] those whose minute start ARGV[a + j] is not
 -- rolled up in the partition whose watermark is wm (read only when there are candidates)
-local function add_range(acc, k, n, m, a, wm)
-  for i = k, k + n - 1 do add_hash(acc, KEYS[i]) end
+local function add_range(acc, keys, k, n, m, a, wm)
+  for i = k, k + n - 1 do add_hash(acc, keys[i]) end
   if m == 0 then return end
   local rolled = rolled_of(wm)
   for j = 0, m - 1 do
-    if tonumber(ARGV[a + j]) >= rolled then add_hash(acc, KEYS[k + n + j]) end
+    if tonumber(ARGV[a + j]) >= rolled then add_hash(acc, keys[k + n + j]) end
   end
 end
 -- the flat sum of such a range; a lone bucket is returned as it is stored (no Lua-side copy)
-local function range_flat(k, n, m, a, wm)
-  if n == 1 and m == 0 then return redis.call('HGETALL', KEYS[k]) end
+local function range_flat(keys, k, n, m, a, wm)
+  if n == 1 and m == 0 then return redis.call('HGETALL', keys[k]) end
   local acc = {}
-  add_range(acc, k, n, m, a, wm)
+  add_range(acc, keys, k, n, m, a, wm)
   return as_flat(acc)
 end
 """
@@ -76,7 +76,7 @@ local first = redis.call('HGET', KEYS[2], '""" + schema.FIRST_MS + """')
 local out, k, a = {rolled ~= math.huge and rolled or false, first}, 3, 1
 while a <= #ARGV do
   local n, m = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  out[#out + 1] = range_flat(k, n, m, a + 2, KEYS[1])
+  out[#out + 1] = range_flat(KEYS, k, n, m, a + 2, KEYS[1])
   k, a = k + n + m, a + 2 + m
 end
 return out
@@ -100,7 +100,7 @@ local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local newest = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)
 local window = {}
 if (tonumber(summary[#summary]) or 0) >= tonumber(ARGV[3]) then  -- summary: ..., first_ms, last_ms
-  add_range(window, 9, tonumber(ARGV[4]), tonumber(ARGV[5]), 6, KEYS[4])
+  add_range(window, KEYS, 9, tonumber(ARGV[4]), tonumber(ARGV[5]), 6, KEYS[4])
 end
 -- a queue can hold more than the threshold only if its whole partition does: the per-queue look is
 -- skipped in the usual case, and otherwise bounded by the queues that have pending jobs
@@ -116,40 +116,64 @@ return {summary, oldest, redis.call('SCARD', KEYS[3]), redis.call('HGETALL', KEY
         redis.call('GET', KEYS[7]) or false, redis.call('HGETALL', KEYS[8]), as_flat(window), backlog}
 """
 
-# QUEUES: named queues of one partition.
-# KEYS: the queues set, the watermark, then per queue: totals, pending zset, running zset, its n window
-#       buckets and m candidate minute buckets.
+# QUEUES: named queues of one partition, their keys named by prefix + queue name (a queue name ends a
+# key: aggregator.keys), so a request sends each name once rather than 3 + n + m keys per queue.
+# KEYS: the queues set, the watermark.
 # ARGV: n, m, which totals fields: 'counts' (the n: counts, for the overview, which also asks whether
 #       the queue was ever seen), 'stats' (all but the Prometheus histograms, for detailed) or 'all';
-#       the window's start (ms), the m minute starts, the names. A queue's window is not read when its
-#       last event is older than the start. (Queues not asked if seen are given as seen.)
+#       the window's start (ms), the prefixes of the totals, pending and running keys, of the n window
+#       buckets and of the m candidate minute buckets, the m minute starts, then the names. A queue's
+#       window is not read when its last event is older than the start. (Queues not asked if seen are
+#       given as seen.)
 # Reply per queue: {seen 0/1, totals flat, pending, running, oldest pending score or false, window flat}.
+# (The filter looks at a field's bytes: string.sub would make, and intern, a string per field.)
+_HIST_FIRST_TWO = ", ".join(f"[{ord(h[0]) * 256 + ord(h[1])}] = true" for h in (schema.PT_HIST, schema.WT_HIST))
 QUEUES = _LIB + """
 local n, m, which, since = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
-local HIST = {['""" + schema.PT_HIST + """'] = true, ['""" + schema.WT_HIST + """'] = true}
-local out, k = {}, 3
-for a = 5 + m, #ARGV do
-  local totals = redis.call('HGETALL', KEYS[k])
+local COLON, COUNT, LAST = 58, string.byte('""" + schema.COUNT + """'), '""" + schema.LAST_MS + """'
+local HIST = {""" + _HIST_FIRST_TWO + """}
+local tot, pend, run, buckets, minutes = ARGV[5], ARGV[6], ARGV[7], 8, 8 + n + m
+local out = {}
+for a = 8 + n + 2 * m, #ARGV do
+  local q = ARGV[a]
+  local totals, last = redis.call('HGETALL', tot .. q), nil
   if which ~= 'all' then
     local kept = {}
     for i = 1, #totals, 2 do
       local f = totals[i]
-      if (which == 'counts' and string.sub(f, 1, 2) == '""" + schema.COUNT + """')
-         or (which == 'stats' and not HIST[string.sub(f, 1, 3)]) then
+      local x, y, z = string.byte(f, 1, 3)
+      if (which == 'counts' and x == COUNT and y == COLON)
+         or (which == 'stats' and not (z == COLON and HIST[x * 256 + y])) then
         kept[#kept + 1] = f; kept[#kept + 1] = totals[i + 1]
       end
+      if f == LAST then last = totals[i + 1] end
     end
     totals = kept
+  elseif n + m > 0 then
+    last = redis.call('HGET', tot .. q, LAST)
   end
-  local oldest = redis.call('ZRANGE', KEYS[k + 1], 0, 0, 'WITHSCORES')
-  local seen = which == 'counts' and redis.call('SISMEMBER', KEYS[1], ARGV[a]) or 1
+  local oldest = redis.call('ZRANGE', pend .. q, 0, 0, 'WITHSCORES')
+  local seen = which == 'counts' and redis.call('SISMEMBER', KEYS[1], q) or 1
   local window = {}
-  if n + m > 0 and tonumber(redis.call('HGET', KEYS[k], '""" + schema.LAST_MS + """') or '0') >= since then
-    window = range_flat(k + 3, n, m, 5, KEYS[2])
+  if n + m > 0 and tonumber(last or '0') >= since then
+    local qkeys = {}
+    for i = 1, n + m do qkeys[i] = ARGV[buckets + i - 1] .. q end
+    window = range_flat(qkeys, 1, n, m, minutes, KEYS[2])
   end
-  out[#out + 1] = {seen, totals, redis.call('ZCARD', KEYS[k + 1]), redis.call('ZCARD', KEYS[k + 2]),
+  out[#out + 1] = {seen, totals, redis.call('ZCARD', pend .. q), redis.call('ZCARD', run .. q),
                    oldest[2] or false, window}
-  k = k + 3 + n + m
+end
+return out
+"""
+
+# ERRORS: the error hashes of several hours of one partition, in one call rather than one HGETALL each
+# (most hours have none).
+# KEYS: the hours' error hashes. Reply: {i, flat, …} of the non-empty ones, i their 1-based index in KEYS.
+ERRORS = """
+local out = {}
+for i = 1, #KEYS do
+  local flat = redis.call('HGETALL', KEYS[i])
+  if #flat > 0 then out[#out + 1] = i; out[#out + 1] = flat end
 end
 return out
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +26,25 @@ from api.state import AppState, PartitionCount, StreamSlots
 # bounded (api/limits.py) and their Redis work chunked, so a healthy Redis answers far sooner.
 REDIS_TIMEOUT_S = 5.0
 GIL_SWITCH_S = 0.001
+# Young-generation collections after this many allocations (default 700): a detailed request
+# allocates tens of thousands of short-lived containers, none in cycles.
+GC_THRESHOLD = (50_000, 20, 100)
+
+
+def quiet_gc() -> None:
+    """Keep Python's cycle collector out of request latency (once per process).
+
+    With the default settings a full collection walked every object the
+    process had made at start-up (FastAPI, pydantic schemas) every few
+    requests: detailed at 100 queues took 10 ms at p50 and 40-55 ms at p99,
+    10 ms at p99 with the collector off. Start-up objects are frozen out of
+    its walks; cycles are still collected.
+    """
+    if gc.get_freeze_count():  # already done (an earlier app in this process, or the aggregator's CLI)
+        return
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def create_app(settings: Settings, target: RedisTarget | None = None,
@@ -40,6 +60,7 @@ def create_app(settings: Settings, target: RedisTarget | None = None,
         state.redis_client = client
         state.partitions = PartitionCount(client, state.keys, settings.partitions)
         truncate_access_log()
+        quiet_gc()
         # Large responses are built in worker threads; a thread holding the GIL gives it back to the
         # event loop after this long (default 5 ms), so other requests are not held up behind it.
         sys.setswitchinterval(GIL_SWITCH_S)

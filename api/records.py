@@ -113,14 +113,14 @@ def int_or_none(raw: bytes | None) -> int | None:
 def partition_status(p: int, wm: dict[bytes, bytes], newest: bytes | None, length: int, dl_length: int,
                      lease: bytes | None) -> PartitionStatus:
     """A partition's status from its watermark hash, newest stream entry id, stream lengths and lease."""
-    status = PartitionStatus(partition=p, stream_length=int(length), deadletter_length=int(dl_length))
-    for name in ("consumed", "events", "duplicates", "dead_letters", "clamped", "lost"):
-        setattr(status, name, int(wm.get(name.encode(), 0)))
-    status.watermark_ms = entry_ms(wm.get(b"id"))
-    status.applied_ms = int(wm[b"applied_ms"]) if b"applied_ms" in wm else None
-    status.newest_entry_ms = entry_ms(newest)
-    status.owner = bytes(lease).decode().rsplit(":", 1)[0] if lease else None
-    return status
+    applied = wm.get(b"applied_ms")
+    return PartitionStatus(
+        partition=p, consumed=int(wm.get(b"consumed", 0)), events=int(wm.get(b"events", 0)),
+        duplicates=int(wm.get(b"duplicates", 0)), dead_letters=int(wm.get(b"dead_letters", 0)),
+        clamped=int(wm.get(b"clamped", 0)), lost=int(wm.get(b"lost", 0)), watermark_ms=entry_ms(wm.get(b"id")),
+        applied_ms=None if applied is None else int(applied), newest_entry_ms=entry_ms(newest),
+        stream_length=int(length), deadletter_length=int(dl_length),
+        owner=bytes(lease).decode().rsplit(":", 1)[0] if lease else None)
 
 
 def workers(raw: dict[bytes, bytes]) -> list[Worker]:
@@ -134,12 +134,24 @@ def workers(raw: dict[bytes, bytes]) -> list[Worker]:
     return out
 
 
+def flat_int(flat: Sequence[Any], name: bytes) -> int | None:
+    """The integer value of field ``name`` in a flat ``field, value, …`` reply, None when absent."""
+    i = -1
+    while True:
+        try:
+            i = flat.index(name, i + 1)
+        except ValueError:
+            return None
+        if i % 2 == 0:  # a field, not a value that happens to be spelled the same
+            return int(flat[i + 1])
+
+
 def snapshot(name: str, reply: list[Any]) -> QueueSnapshot:
     """A queue's snapshot from its reply of the QUEUES script (api/lua.py)."""
-    seen, totals_flat, pending, running, oldest, window = reply
-    raw = pairs(totals_flat)
-    first, last = raw.pop(b"first_ms", None), raw.pop(b"last_ms", None)
-    return QueueSnapshot(name=name, totals=Tally.from_hash(raw), pending=int(pending), running=int(running),
+    seen, totals, pending, running, oldest, window = reply
+    # first_ms and last_ms are in the totals too; Tally leaves them out
+    return QueueSnapshot(name=name, totals=Tally().add_flat(zip(totals[::2], totals[1::2], strict=True)),
+                         pending=int(pending), running=int(running),
                          oldest_pending_ms=int(float(oldest)) if oldest else None,
                          window=Tally().add_flat(zip(window[::2], window[1::2], strict=True)),
-                         first_ms=int_or_none(first), last_ms=int_or_none(last), seen=bool(seen))
+                         first_ms=flat_int(totals, b"first_ms"), last_ms=flat_int(totals, b"last_ms"), seen=bool(seen))

@@ -16,8 +16,6 @@ from redis.asyncio import ConnectionPool
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
 
-from api.records import pairs
-
 # Replies larger than this (hash reads) are parsed in a worker thread, off the event loop.
 OFFLOAD_READS = 1000
 T = TypeVar("T")
@@ -108,15 +106,3 @@ class RedisReads:
             raise
         finally:
             await pool.release(conn)
-
-    async def hgetall_many(self, keys: list[str]) -> list[dict[bytes, bytes]]:
-        """HGETALL of each key, pipelined (packed by hand on a standalone Redis: cheaper per key)."""
-        if self.cluster:
-            pipe = self.client.pipeline(transaction=False)
-            for key in keys:
-                pipe.hgetall(key)
-            return await self.run(pipe)
-        if not keys:
-            return []
-        packed = b"".join(resp(["HGETALL", key]) for key in keys)
-        return [pairs(flat) for flat in await self.timed(self.pipelined(packed, len(keys)))]

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aggregator import sketch
+from aggregator import schema, sketch
 
 OUTCOMES = ("completed", "failed", "timed_out", "dead")
 FAILURES = ("failed", "timed_out", "dead")
@@ -23,6 +23,39 @@ PRIORITIES = ("background", "low", "normal", "high", "critical")
 
 # field prefix -> the Tally dict of per-bin counts it adds into
 _BIN_FIELDS = {"ps": "processing", "ws": "wait", "ph": "processing_hist", "wh": "wait_hist"}
+
+
+# Fields that add into one of a Tally's dicts, in the order add_flat lists them: (prefix, key is a bin number)
+_DICT_FIELDS = ((schema.COUNT, False), (schema.PRIORITY, False), (schema.PT_SKETCH, True), (schema.WT_SKETCH, True),
+                (schema.PT_HIST, True), (schema.WT_HIST, True))
+_SUM, _MAX, _IGNORED = -1, -2, -3  # the other kinds of field: a sum, a maximum, one a Tally does not hold
+# stored field name -> (index in _DICT_FIELDS or another kind, key or attribute name). Bounded: field
+# names are a small vocabulary (event types, priorities, sketch and histogram bins, sums); the job type
+# fields (t:) are not remembered
+_SPECS: dict[bytes, tuple[int, Any]] = {}
+_MAX_SPECS = 100_000
+
+
+def _spec(raw: bytes) -> tuple[int, Any] | None:
+    """What a stored field adds into in a Tally (remembered for the next time it is read); None: a job
+    type field, for _add_field."""
+    name = raw.decode()
+    if name.startswith(schema.JOB_TYPE):
+        return None
+    spec: tuple[int, Any] = (_IGNORED, name)
+    for i, (prefix, is_bin) in enumerate(_DICT_FIELDS):
+        if name.startswith(prefix):
+            rest = name[len(prefix):]
+            spec = (i, int(rest) if is_bin else rest)
+            break
+    else:
+        if name in schema.SUM_FIELDS:
+            spec = (_SUM, name)
+        elif name in schema.MAX_FIELDS:
+            spec = (_MAX, name)
+    if len(_SPECS) < _MAX_SPECS:
+        _SPECS[raw] = spec
+    return spec
 
 
 @dataclass
@@ -50,26 +83,24 @@ class Tally:
 
     def add_flat(self, pairs: Iterable[tuple[bytes, bytes | int]]) -> Tally:
         """Add the fields of a hash (as ``(field, value)`` pairs) into this tally (in place); return it."""
-        # this loop runs per stored field of every hash a request reads: the common prefixes are
-        # dispatched inline, the rest (sums, maxima) by _add_field
-        bins_of = {"ps:": self.processing, "ws:": self.wait, "ph:": self.processing_hist, "wh:": self.wait_hist}
-        counts, priorities = self.counts, self.priorities
+        # this loop runs per stored field of every hash a request reads: each field name is parsed once
+        # per process (_SPECS), then costs one lookup
+        dicts: tuple[dict[Any, int], ...] = (self.counts, self.priorities, self.processing, self.wait,
+                                             self.processing_hist, self.wait_hist)
+        specs = _SPECS
         for kb, vb in pairs:
-            k, v = kb.decode(), int(vb)
-            bins = bins_of.get(k[:3])
-            if bins is not None:
-                i = int(k[3:])
-                bins[i] = bins.get(i, 0) + v
+            spec = specs.get(kb) or _spec(kb)
+            if spec is None:
+                self._add_field(kb.decode(), int(vb))
                 continue
-            two = k[:2]
-            if two == "n:":
-                name = k[2:]
-                counts[name] = counts.get(name, 0) + v
-            elif two == "p:":
-                name = k[2:]
-                priorities[name] = priorities.get(name, 0) + v
-            else:
-                self._add_field(k, v)
+            kind, key = spec
+            if kind >= 0:
+                d = dicts[kind]
+                d[key] = d.get(key, 0) + int(vb)
+            elif kind == _SUM:
+                setattr(self, key, getattr(self, key) + int(vb))
+            elif kind == _MAX:
+                setattr(self, key, max(getattr(self, key), int(vb)))
         return self
 
     @classmethod
@@ -119,7 +150,10 @@ class Tally:
 
     def count(self, *kinds: str) -> int:
         """Sum of the counts of the given event types."""
-        return sum(self.counts.get(k, 0) for k in kinds)
+        get, n = self.counts.get, 0
+        for k in kinds:  # not sum(<generator>): called ~10 times per queue of a response
+            n += get(k, 0)
+        return n
 
     @property
     def outcomes(self) -> int:
@@ -171,11 +205,27 @@ def per_minute(count: int, span_s: float) -> float:
     return count * 60.0 / span_s if span_s > 0 else 0.0
 
 
+_QUANTILES = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+
+
 def percentiles(bins: Mapping[int, int]) -> dict[str, float | None]:
-    """p50, p95 and p99 of a sketch (None when it is empty)."""
-    if not bins:
+    """p50, p95 and p99 of a sketch (None when it is empty): ``sketch.quantile`` of each, from one
+    pass over the bins sorted once (this runs twice per queue of a detailed response)."""
+    total = sum(bins.values())
+    if total <= 0:
         return {"p50": None, "p95": None, "p99": None}
-    return {f"p{round(q * 100)}": sketch.quantile(bins, q) for q in (0.5, 0.95, 0.99)}
+    out: dict[str, float | None] = {}
+    todo = [(name, q * (total - 1)) for name, q in _QUANTILES]  # (name, rank), ranks ascending
+    seen = 0
+    for index in sorted(bins):
+        seen += bins[index]
+        while todo and seen > todo[0][1]:
+            out[todo.pop(0)[0]] = sketch.bin_value(index)
+        if not todo:
+            return out
+    for name, _ in todo:  # rounding guard, as sketch.quantile
+        out[name] = sketch.bin_value(max(bins))
+    return out
 
 
 def priority_distribution(priorities: Mapping[str, int]) -> dict[str, float]:

@@ -9,6 +9,7 @@ of queues either (``partition_views``).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -49,6 +50,11 @@ def _partition_keys(keys: Keys, p: int) -> tuple[str, ...]:
 
 
 _PARTITION, _QUEUES, _RANGE_SUMS = Script(lua.PARTITION), Script(lua.QUEUES), Script(lua.RANGE_SUMS)
+_ERRORS = Script(lua.ERRORS)
+# positions of the summary's fields in the PARTITION script's reply: (position, event type) of the counts
+_SUMMARY_COUNTS = [(i, f.removeprefix(schema.COUNT)) for i, f in enumerate(lua.SUMMARY_FIELDS)
+                   if f.startswith(schema.COUNT)]
+_PENDING, _RUNNING, _FIRST_MS = (lua.SUMMARY_FIELDS.index(f) for f in (schema.PENDING, schema.RUNNING, schema.FIRST_MS))
 
 
 def _partition_calls(keys: Keys, partitions: int, window: BucketRange, threshold: int
@@ -69,6 +75,48 @@ def _packed_partition_calls(keys: Keys, partitions: int, gran: str, starts: tupl
     """The PARTITION calls of every partition, in the Redis protocol."""
     calls = _partition_calls(keys, partitions, BucketRange(gran, list(starts), list(minutes)), threshold)
     return b"".join(resp(["EVALSHA", _PARTITION.sha, len(k), *k, *a]) for k, a in calls)
+
+
+def _range_calls(keys: Keys, ranges: Sequence[BucketRange], sources: dict[int, list[Any]]
+                 ) -> tuple[list[tuple[list[str], list[Any]]], list[list[int]]]:
+    """RANGE_SUMS calls summing each range over each partition's sources (queue names, or None for the
+    partition-wide buckets), in calls of ~CHUNK_READS reads; and per call, the range of each sum it answers."""
+    calls: list[tuple[list[str], list[Any]]] = []
+    targets: list[list[int]] = []
+    for p, names in sources.items():
+        head = [keys.watermark(p), keys.summary(p)]
+        call_keys: list[str] = list(head)
+        args: list[Any] = []
+        into: list[int] = []
+        for i, r in enumerate(ranges):
+            step = max(1, CHUNK_READS // max(1, r.reads))
+            for j in range(0, len(names), step):
+                some = names[j : j + step]
+                plain_all, minutes_all = [], []
+                for q in some:
+                    plain_all += [keys.bucket(p, r.gran, s, q) for s in r.starts]
+                    minutes_all += [keys.bucket(p, "m", m, q) for m in r.minutes]
+                call_keys += plain_all + minutes_all
+                args += [len(plain_all), len(minutes_all), *(r.minutes * len(some))]
+                into.append(i)
+                if len(call_keys) > CHUNK_READS:
+                    calls.append((call_keys, args))
+                    targets.append(into)
+                    call_keys, args, into = list(head), [], []
+        if into:
+            calls.append((call_keys, args))
+            targets.append(into)
+    return calls, targets
+
+
+@functools.lru_cache(maxsize=64)
+def _packed_range_calls(keys: Keys, partitions: int, ranges: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...]
+                        ) -> tuple[bytes, int, list[list[int]], int]:
+    """The RANGE_SUMS calls of partition-wide ranges, in the Redis protocol: (bytes, calls, targets, reads)."""
+    calls, targets = _range_calls(keys, [BucketRange(g, list(s), list(m)) for g, s, m in ranges],
+                                  {p: [None] for p in range(partitions)})
+    packed = b"".join(resp(["EVALSHA", _RANGE_SUMS.sha, len(k), *k, *a]) for k, a in calls)
+    return packed, len(calls), targets, sum(len(k) for k, _ in calls)
 
 
 class StatsStore:
@@ -124,19 +172,18 @@ class StatsStore:
 
     def _view(self, p: int, reply: list[Any]) -> PartitionView:
         summary, oldest, seen, wm, newest, length, dl_length, lease, workers, window, backlog = reply
-        values = dict(zip(lua.SUMMARY_FIELDS, summary, strict=True))
-        counts = {f[len(schema.COUNT):]: int(v) for f, v in values.items() if v and f.startswith(schema.COUNT)}
+        # (runs per partition of every overview: fields by position, empty parts skipped)
         return PartitionView(
             status=partition_status(p, pairs(wm), newest, length, dl_length, lease),
-            counts=counts,
-            pending=int(values[schema.PENDING] or 0),
-            running=int(values[schema.RUNNING] or 0),
-            first_ms=int_or_none(values[schema.FIRST_MS]),
+            counts={name: int(summary[i]) for i, name in _SUMMARY_COUNTS if summary[i]},
+            pending=int(summary[_PENDING] or 0),
+            running=int(summary[_RUNNING] or 0),
+            first_ms=int_or_none(summary[_FIRST_MS]),
             oldest_pending_ms=int(float(oldest[1])) if oldest else None,
             queues_seen=int(seen),
-            workers=parse_workers(pairs(workers)),
-            window=Tally.from_hash(pairs(window)),
-            backlog=[(q.decode(), int(n)) for q, n in pairs(backlog).items()],
+            workers=parse_workers(pairs(workers)) if workers else [],
+            window=Tally().add_flat(zip(window[::2], window[1::2], strict=True)) if window else Tally(),
+            backlog=[(q.decode(), int(n)) for q, n in pairs(backlog).items()] if backlog else [],
         )
 
     async def snapshots(self, queues: list[str], window: BucketRange, *, fields: str = "stats"
@@ -146,76 +193,54 @@ class StatsStore:
         buckets) or "all"."""
         per_queue = 3 + window.reads
         chunk = max(1, CHUNK_READS // per_queue)
-        calls, order = [], []
+        calls: list[tuple[list[str], list[Any], list[str]]] = []
         for p, names in self._by_partition(queues).items():
+            keys = [self.keys.queues(p), self.keys.watermark(p)]
+            # a queue's keys are these prefixes + its name (see lua.QUEUES)
+            plain, minutes = self._bucket_keys(p, window, "")
+            prefixes = [self.keys.totals(p, ""), self.keys.pending(p, ""), self.keys.running(p, ""), *plain, *minutes]
+            head = [len(window.starts), len(window.minutes), fields, window.start_ms, *prefixes, *window.minutes]
             for i in range(0, len(names), chunk):
                 part = names[i : i + chunk]
-                keys = [self.keys.queues(p), self.keys.watermark(p)]
-                for q in part:
-                    plain, minutes = self._bucket_keys(p, window, q)
-                    keys += [self.keys.totals(p, q), self.keys.pending(p, q), self.keys.running(p, q), *plain,
-                             *minutes]
-                calls.append((keys, [len(window.starts), len(window.minutes), fields, window.start_ms,
-                                     *window.minutes, *part]))
-                order.append(part)
-        replies = await self.io.eval(_QUEUES, calls) if calls else []
+                calls.append((keys, [*head, *part], part))
 
-        def parse() -> list[QueueSnapshot]:
-            found = {q: snapshot(q, r) for names, reply in zip(order, replies, strict=True)
-                     for q, r in zip(names, reply, strict=True)}
-            return [found[q] for q in queues]
+        async def call(keys: list[str], args: list[Any], names: list[str]) -> list[QueueSnapshot]:
+            reply = (await self.io.eval(_QUEUES, [(keys, args)]))[0]
+            return await offload(len(names) * per_queue,
+                                 lambda: [snapshot(q, r) for q, r in zip(names, reply, strict=True)])
 
-        return await offload(len(queues) * per_queue, parse)
+        # each call parsed as soon as its reply is in, while Redis works on the next ones
+        found = {s.name: s for part in await asyncio.gather(*(call(*c) for c in calls)) for s in part}
+        return [found[q] for q in queues]
 
     async def range_sums(self, ranges: list[BucketRange], queues: list[str] | None, now_s: float
                          ) -> tuple[list[Tally], int | None]:
         """One tally per range: its buckets summed over all queues, or over ``queues``; and the event
         time of the first data the partitions read hold."""
-        sources = {p: [None] for p in range(self.partitions)} if queues is None else self._by_partition(queues)
-        sums, rolled, first = await self._range_sums(ranges, sources)
+        sums, rolled, first = await self._range_sums(ranges, queues)
         oldest_candidate = min((m for r in ranges for m in r.minutes), default=None)
         behind = [r for r in rolled if r is not None]
         if oldest_candidate is not None and behind and min(behind) < oldest_candidate:
             # a partition's roll-up is further behind than the usual few minutes: name its minutes too
             lookback = int(now_s) - min(behind) + 60
             ranges = [bucket_range(r.gran, r.starts, now_s, lookback) for r in ranges]
-            sums, rolled, first = await self._range_sums(ranges, sources)
-        if len(sources) < self.partitions:  # the store's first data may be in a partition not read
-            first = await self.first_data_ms()
+            sums, rolled, first = await self._range_sums(ranges, queues)
+        if queues is not None and len(self._by_partition(queues)) < self.partitions:
+            first = await self.first_data_ms()  # the store's first data may be in a partition not read
         return sums, first
 
-    async def _range_sums(self, ranges: list[BucketRange], sources: dict[int, list[Any]]
+    async def _range_sums(self, ranges: list[BucketRange], queues: list[str] | None
                           ) -> tuple[list[Tally], list[int | None], int | None]:
-        # groups of (range, some of a partition's sources), packed into calls of ~CHUNK_READS reads
-        calls: list[tuple[list[str], list[Any]]] = []
-        targets: list[list[int]] = []  # per call, the range of each group it sums
-        for p, names in sources.items():
-            head = [self.keys.watermark(p), self.keys.summary(p)]
-            keys: list[str] = list(head)
-            args: list[Any] = []
-            into: list[int] = []
-            for i, r in enumerate(ranges):
-                per_source = max(1, r.reads)
-                step = max(1, CHUNK_READS // per_source)
-                for j in range(0, len(names), step):
-                    some = names[j : j + step]
-                    plain_all, minutes_all = [], []
-                    for q in some:
-                        plain, minutes = self._bucket_keys(p, r, q)
-                        plain_all += plain
-                        minutes_all += minutes
-                    keys += plain_all + minutes_all
-                    args += [len(plain_all), len(minutes_all), *(r.minutes * len(some))]
-                    into.append(i)
-                    if len(keys) > CHUNK_READS:
-                        calls.append((keys, args))
-                        targets.append(into)
-                        keys, args, into = list(head), [], []
-            if into:
-                calls.append((keys, args))
-                targets.append(into)
-        replies = await self.io.eval(_RANGE_SUMS, calls) if calls else []
-        reads = sum(len(k) for k, _ in calls)
+        if queues is None and not self.io.cluster:
+            # all queues: the same calls for every request within a minute, packed once
+            packed, n_calls, targets, reads = _packed_range_calls(
+                self.keys, self.partitions, tuple((r.gran, tuple(r.starts), tuple(r.minutes)) for r in ranges))
+            replies = await self.io.eval_packed(_RANGE_SUMS, packed, n_calls)
+        else:
+            sources = {p: [None] for p in range(self.partitions)} if queues is None else self._by_partition(queues)
+            calls, targets = _range_calls(self.keys, ranges, sources)
+            replies = await self.io.eval(_RANGE_SUMS, calls) if calls else []
+            reads = sum(len(k) for k, _ in calls)
 
         def parse() -> list[Tally]:
             out = [Tally() for _ in ranges]
@@ -244,12 +269,14 @@ class StatsStore:
 
     async def error_signatures(self, hours: list[int], queues: list[str] | None) -> list[ErrorSignature]:
         """Error signatures seen in the given hours, restricted to ``queues`` if given."""
-        replies = await self.io.hgetall_many([self.keys.errors(p, hour) for hour in hours
-                                            for p in range(self.partitions)])
+        replies = await self.io.eval(_ERRORS, [([self.keys.errors(p, hour) for hour in hours], [])
+                                               for p in range(self.partitions)]) if hours else []
+        # the non-empty hashes, hour by hour and partition by partition
+        hashes = sorted((i, p, pairs(flat)) for p, reply in enumerate(replies)
+                        for i, flat in zip(reply[::2], reply[1::2], strict=True))
         found: dict[tuple[int, str], ErrorSignature] = {}
         wanted = set(queues) if queues is not None else None
-        for i, raw in enumerate(replies):
-            p = i % self.partitions
+        for _, p, raw in hashes:
             per_queue: dict[str, dict[str, int]] = {}
             bounds: dict[str, list[int]] = {}  # sig -> [first, last] over the queues counted
             types: dict[str, dict[str, int]] = {}

@@ -1,5 +1,5 @@
 """Freshness: time from XADD to the event being visible in the API, under a
-steady background load, with the aggregator and API as real processes.
+steady background load of job lifecycles, with the aggregator and API as real processes.
 
     python -m bench.freshness                   # 20,000 events/s load, 30 s of probes
 
@@ -30,21 +30,39 @@ POLL_S = 0.02  # an API request costs a few ms of a core that the aggregator als
 
 
 def load(url: str, prefix: str, rate: int, stop_at: float, partitions: int, sent: Any) -> None:
-    """XADD ``rate`` events/s in 10 ms slices until ``stop_at``; ``sent`` is a shared counter (own process)."""
-    client, keys, rng = redis.Redis.from_url(url), Keys(prefix), random.Random(2)
+    """XADD ``rate`` events/s in 10 ms slices until ``stop_at``; ``sent`` is a shared counter (own process).
+
+    The load is whole job lifecycles (enqueued, started, then completed or, one in
+    twenty, failed), as a working queue produces them: a stream of enqueues alone would
+    be a queue whose backlog grows by the full rate, every event a new pending job.
+    Event ids are a per-process random prefix and a counter, and one timestamp serves a
+    slice: uuid4() and formatting a time per event had capped one loader near 50,000/s.
+    """
+    client, keys, rng = redis.Redis.from_url(url), Keys(prefix), random.Random()
     streams = [keys.stream(p) for p in range(partitions)]
-    per_slice, n, start = rate // 100, 0, time.time()
+    queues = [(f"queue-{i}", streams[partition_of(f"queue-{i}", partitions)]) for i in range(50)]
+    me = uuid.uuid4().hex[:12]
+    per_slice, n, start = max(3, rate // 100) // 3 * 3, 0, time.time()
     while time.time() < stop_at:
         pipe = client.pipeline(transaction=False)
-        now = time.time()
-        for _ in range(per_slice):
-            queue = f"queue-{rng.randrange(50)}"
-            body = {"event_id": uuid.uuid4().hex, "job_id": f"job-{n}", "queue_name": queue,
-                    "event_type": "enqueued", "timestamp": iso(now)}
-            xadd(pipe, streams[partition_of(queue, partitions)], orjson.dumps(body))
-            n += 1
+        stamp = iso(time.time())
+        for _ in range(per_slice // 3):
+            queue, stream = queues[rng.randrange(50)]
+            job = f"{me}-{n}"
+            outcome: dict[str, Any] = {"event_type": "completed", "processing_time_ms": rng.randint(1, 2000)}
+            if rng.random() < 0.05:
+                outcome = {"event_type": "failed", "processing_time_ms": rng.randint(1, 2000),
+                           "error": {"message": f"boom {rng.randint(1, 20)}", "error_type": "Boom"}}
+            for kind, extra in (("enqueued", {"priority": "normal"}),
+                                ("started", {"wait_time_ms": rng.randint(0, 500), "attempt": 1}),
+                                (outcome.pop("event_type"), outcome)):
+                body = {"event_id": f"{me}-{n}", "job_id": job, "queue_name": queue, "event_type": kind,
+                        "timestamp": stamp, **extra}
+                xadd(pipe, stream, orjson.dumps(body))
+                n += 1
         pipe.execute()
-        sent.value = n
+        with sent.get_lock():
+            sent.value += per_slice
         ahead_s = start + n / rate - time.time()
         if ahead_s > 0:
             time.sleep(ahead_s)
@@ -72,11 +90,17 @@ def main() -> None:
                 warmup_s = 3.0
                 stop_at = time.time() + warmup_s + args.seconds + 2
                 sent = multiprocessing.Value("q", 0)
-                loader = multiprocessing.Process(
-                    target=load, args=(ns.url, ns.prefix, args.rate, stop_at, partitions, sent), daemon=True
-                )
+                # one loader process per 40,000 events/s: one Python process cannot send much more
+                n_loaders = max(1, -(-args.rate // 40_000))
+                loaders = [
+                    multiprocessing.Process(
+                        target=load, args=(ns.url, ns.prefix, args.rate // n_loaders, stop_at, partitions, sent),
+                        daemon=True)
+                    for _ in range(n_loaders)
+                ]
                 t_load = time.time()
-                loader.start()
+                for loader in loaders:
+                    loader.start()
                 time.sleep(warmup_s)
                 probe_stream = ns.keys.stream(partition_of(PROBE_QUEUE, partitions))
                 sent_at: list[float] = []
@@ -98,7 +122,8 @@ def main() -> None:
                     if now > probes_until + 30:
                         raise SystemExit(f"only {len(visible_at)} of {len(sent_at)} probes became visible")
                     time.sleep(POLL_S)
-                loader.join()
+                for loader in loaders:
+                    loader.join()
                 achieved = sent.value / (stop_at - t_load)
         finally:
             aggregator.terminate()

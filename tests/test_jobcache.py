@@ -41,3 +41,31 @@ def test_a_finished_job_that_came_back_is_kept() -> None:
     cache.put("j", Known(_record("P")))  # restored before the trim
     cache.trim()
     assert cache.get("j") is not None
+
+
+def test_forgotten_since_names_what_was_forgotten_after_a_generation() -> None:
+    cache = JobCache(1)
+    before = cache.generation
+    cache.put("a", Known(_record()))
+    cache.put("b", Known(_record()))
+    cache.trim()  # "a" is beyond the capacity
+    middle = cache.generation
+    cache.put("done", Known(_record("F")), finished=True)
+    cache.trim()
+    assert cache.forgotten_since(before) == [{"a"}, {"done"}]
+    assert cache.forgotten_since(middle) == [{"done"}]
+    assert cache.forgotten_since(cache.generation) == []
+    cache.clear()
+    assert cache.forgotten_since(middle) is None  # cleared: nothing read before can be trusted
+    assert cache.forgotten_since(cache.generation) == []
+
+
+def test_forgotten_since_is_unknown_for_a_generation_older_than_it_remembers() -> None:
+    cache = JobCache(0)
+    start = cache.generation
+    for n in range(100):
+        cache.put(f"j{n}", Known(_record()))
+        cache.trim()
+    assert cache.forgotten_since(start) is None
+    recent = cache.forgotten_since(cache.generation - 3)
+    assert recent == [{"j97"}, {"j98"}, {"j99"}]

@@ -23,7 +23,7 @@ def test_survivors_take_every_partition_at_their_first_renewal_after_the_leases_
     members = [Membership(client, keys, name, partitions, TTL_MS) for name in ("a", "b", "c")]
     for _ in range(2):  # the first round sees fewer live members; the second settles the shares
         for m in members:
-            m.rebalance(_now_ms())
+            m.rebalance(m.share(_now_ms()))
     held = [set(m.held) for m in members]
     assert set().union(*held) == set(range(partitions)) and all(held)
     dead = members.pop()  # killed: it renews nothing from now on
@@ -33,7 +33,7 @@ def test_survivors_take_every_partition_at_their_first_renewal_after_the_leases_
     while _now_ms() < died_ms + TTL_MS + TTL_MS // 3:
         time.sleep(TTL_MS / 3000)
         for m in members:
-            m.rebalance(_now_ms())
+            m.rebalance(m.share(_now_ms()))
     survivors = set(members[0].held) | set(members[1].held)
     assert survivors == set(range(partitions)), f"unowned: {set(range(partitions)) - survivors}"
     assert not set(members[0].held) & set(members[1].held)

@@ -67,6 +67,17 @@ def test_card_table_and_top_agree(young: tuple[TestClient, float]) -> None:
         assert q["throughput_per_minute"] == pytest.approx(RATE_PER_MIN / len(QUEUES), rel=0.05)
 
 
+def test_the_overview_of_every_queue_by_name_is_the_overview(young: tuple[TestClient, float]) -> None:
+    api, _ = young
+    whole = api.get("/api/stats/overview").json()["data"]
+    named = api.get("/api/stats/overview", params={"queues": ",".join(QUEUES)}).json()["data"]
+    assert named["overall_throughput"] > 0  # the window is read through each queue's own buckets
+    for field in ("total_queues", "total_jobs", "completed_jobs", "pending_jobs", "running_jobs", "overall_throughput",
+                  "overall_error_rate", "avg_processing_time_ms", "processing_time_ms", "wait_time_ms",
+                  "window_seconds"):
+        assert named[field] == whole[field], field
+
+
 def test_the_bucket_holding_now_is_not_a_dip(settings: Settings, client: redis.Redis) -> None:
     now_s = float(int(time.time()) // 60 * 60 - 120 + 25)  # 25 s into a minute, in the past
     events = _steady(int((now_s - 300) * 1000), int(now_s * 1000))

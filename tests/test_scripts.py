@@ -65,3 +65,27 @@ def test_entries_trimmed_before_they_were_read_are_counted_lost(leased: Keys, cl
     client.xtrim(leased.stream(0), maxlen=2, approximate=False)  # 5-0 .. 7-0 gone unread
     assert _apply(client, leased, "me:1", "0-0", []) == 3 - 1  # 5-0 is the one this flush consumed
     assert client.hget(leased.watermark(0), "lost") == b"2"
+
+
+def test_many_fields_added_at_once_are_exact_even_past_what_a_lua_number_holds(leased: Keys,
+                                                                              client: redis.Redis) -> None:
+    bucket = leased.totals(0, "q")
+    client.hset(bucket, mapping={"a": 5, "big": 2**53 - 1})
+    small: list[object] = ["I", 6, 6, "a", 2, "b", 3, "c", 1]
+    _apply(client, leased, "me:1", "0-0", small, [bucket])
+    assert client.hmget(bucket, "a", "b", "c") == [b"7", b"3", b"1"]
+    # 2**53 and beyond are not exact as Lua numbers: the script must add those with HINCRBY
+    client.hset(leased.watermark(0), "id", "0-0")
+    past: list[object] = ["I", 6, 6, "a", 1, "big", 3, "c", 1]
+    _apply(client, leased, "me:1", "0-0", past, [bucket])
+    assert client.hmget(bucket, "a", "big", "c") == [b"8", str(2**53 + 2).encode(), b"2"]
+
+
+def test_max_and_min_keep_the_extreme_of_stored_and_given(leased: Keys, client: redis.Redis) -> None:
+    totals = leased.totals(0, "q")
+    client.hset(totals, mapping={"hi": 10, "lo": 10, "last_ms": 1_700_000_000_000})
+    ops: list[object] = ["X", 6, 6, "hi", 5, "new_hi", 7, "last_ms", 1_700_000_000_001,
+                         "N", 6, 4, "lo", 3, "new_lo", 9]
+    _apply(client, leased, "me:1", "0-0", ops, [totals])
+    assert client.hmget(totals, "hi", "new_hi", "last_ms", "lo", "new_lo") == [
+        b"10", b"7", b"1700000000001", b"3", b"9"]

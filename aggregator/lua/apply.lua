@@ -20,23 +20,71 @@ if wm ~= ARGV[2] then
   return redis.error_reply('WATERMARK expected ' .. ARGV[2] .. ' found ' .. wm)
 end
 
+-- Adds the (field, n) pairs ARGV[first..last] to hash `key`. Three or more fields are
+-- read with one HMGET and written with one HSET: a call from Lua costs far more than
+-- the addition, and most bucket hashes take many fields at once. Lua numbers are
+-- doubles, so a sum that could lose a digit (2^53 or more) goes through HINCRBY.
+local EXACT = 9007199254740992
+local function incr(key, first, last)
+  if last - first < 4 then
+    for j = first, last, 2 do
+      redis.call('HINCRBY', key, ARGV[j], ARGV[j + 1])
+    end
+    return
+  end
+  local names = {}
+  for j = first, last, 2 do
+    names[#names + 1] = ARGV[j]
+  end
+  local stored = redis.call('HMGET', key, unpack(names))
+  local pairs_out = {}
+  for k = 1, #names do
+    local base = stored[k] and tonumber(stored[k]) or 0
+    local sum = base + tonumber(ARGV[first + 2 * k - 1])
+    if (stored[k] and not tonumber(stored[k])) or sum >= EXACT or sum <= -EXACT then
+      -- (a stored value that is no number: HINCRBY refuses it, as it always did)
+      for j = first, last, 2 do
+        redis.call('HINCRBY', key, ARGV[j], ARGV[j + 1])
+      end
+      return
+    end
+    pairs_out[2 * k - 1] = names[k]
+    pairs_out[2 * k] = sum  -- redis.call writes a number below 2^53 as its exact integer digits
+  end
+  redis.call('HSET', key, unpack(pairs_out))
+end
+
+-- Keeps the larger (or smaller) of the stored and given value of each (field, value)
+-- pair in ARGV[first..last]: one HMGET, then one HSET of the fields that change.
+local function keep_extreme(key, first, last, larger)
+  local names = {}
+  for j = first, last, 2 do
+    names[#names + 1] = ARGV[j]
+  end
+  local stored = redis.call('HMGET', key, unpack(names))
+  local changed = {}
+  for k = 1, #names do
+    local cur, value = tonumber(stored[k]), ARGV[first + 2 * k - 1]
+    local new = tonumber(value)
+    if cur == nil or (larger and new > cur) or (not larger and new < cur) then
+      changed[#changed + 1] = names[k]
+      changed[#changed + 1] = value
+    end
+  end
+  if #changed > 0 then
+    redis.call('HSET', key, unpack(changed))
+  end
+end
+
 local gauges = {}
 local i, n = 6, #ARGV
 while i <= n do
   local code, key, first = ARGV[i], KEYS[tonumber(ARGV[i + 1])], i + 3
   local last = i + 2 + tonumber(ARGV[i + 2])
   if code == 'I' then
-    for j = first, last, 2 do
-      redis.call('HINCRBY', key, ARGV[j], ARGV[j + 1])
-    end
+    incr(key, first, last)
   elseif code == 'X' or code == 'N' then
-    for j = first, last, 2 do
-      local cur = tonumber(redis.call('HGET', key, ARGV[j]))
-      local new = tonumber(ARGV[j + 1])
-      if cur == nil or (code == 'X' and new > cur) or (code == 'N' and new < cur) then
-        redis.call('HSET', key, ARGV[j], ARGV[j + 1])
-      end
-    end
+    keep_extreme(key, first, last, code == 'X')
   elseif code == 'J' then
     for j = first, last, 3 do
       if ARGV[j + 2] == '0' then
