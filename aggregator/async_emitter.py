@@ -15,6 +15,7 @@ from aggregator.connection import RedisTarget, store_partitions_async
 from aggregator.emitter import SendLoop
 from aggregator.lifecycle import LifecycleMethods
 from aggregator.settings import Settings
+from aggregator.xadd import AsyncXaddSender
 
 
 class AsyncEmitter(LifecycleMethods):
@@ -34,6 +35,7 @@ class AsyncEmitter(LifecycleMethods):
         self.buffer = EventBuffer(settings, worker_id, queues, concurrency)
         opts: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
         self._client = client or (target or RedisTarget(settings.redis_url)).asyncio(**opts)
+        self._sender = AsyncXaddSender(self._client, settings.stream_maxlen)
         self._loop = SendLoop(self.buffer, settings.heartbeat_interval_s)
         self._loop.restore(settings.emit_spool_dir)
         self._wakeup = asyncio.Event()
@@ -104,10 +106,11 @@ class AsyncEmitter(LifecycleMethods):
                 stored = await store_partitions_async(self._client, self.buffer.keys, self.settings.partitions)
                 self._loop.set_partitions(stored, self.settings.partitions)
             while batch := self._loop.next_batch():
-                pipe = self._client.pipeline(transaction=False)
-                for stream, name, body in batch:
-                    pipe.execute_command("XADD", stream, "MAXLEN", "~", self.settings.stream_maxlen, "*", name, body)
-                await pipe.execute()
+                written = await self._sender.write(batch)
+                try:
+                    self._loop.take_ahead()  # Python's work overlaps Redis' instead of waiting for it
+                finally:
+                    await self._sender.confirm(written)
                 self._loop.sent()
         except Exception as exc:  # the task must outlive any Redis trouble
             return self._loop.failed(exc)

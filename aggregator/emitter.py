@@ -20,6 +20,7 @@ from aggregator.buffer import EventBuffer, Payload
 from aggregator.connection import RedisTarget, store_partitions
 from aggregator.lifecycle import LifecycleMethods
 from aggregator.settings import Settings
+from aggregator.xadd import XaddSender
 
 log = logging.getLogger("jobpulse.emitter")
 
@@ -29,7 +30,8 @@ WARN_EVERY_S = 30.0
 
 class SendLoop:
     """What the sync and asyncio senders share: the batch in flight (kept until
-    Redis takes it), heartbeat timing, backoff and rate-limited warnings."""
+    Redis takes it) and the one serialised ahead while Redis appends it,
+    heartbeat timing, backoff and rate-limited warnings."""
 
     def __init__(self, buffer: EventBuffer, heartbeat_interval_s: float) -> None:
         self.buffer = buffer
@@ -38,6 +40,8 @@ class SendLoop:
         self.last_warning = 0.0
         self.partitions: int | None = None
         self.inflight: list[Payload] = []
+        self.ahead: list[Payload] = []  # taken from the buffer after the batch in flight: sent next
+        self.taking = 0  # events being serialised, in neither the buffer nor a batch meanwhile
         self.next_heartbeat = 0.0
 
     def set_partitions(self, stored: int, configured: int) -> int:
@@ -49,17 +53,32 @@ class SendLoop:
         return stored
 
     def next_batch(self) -> list[Payload]:
-        """What to send now: the batch that failed last time, else a new one (with a heartbeat when due)."""
+        """What to send now: the batch that failed last time, else the next one (with a heartbeat when due)."""
         if not self.inflight and self.partitions is not None:
             if time.monotonic() >= self.next_heartbeat:
                 self.inflight.append(self.buffer.heartbeat(self.partitions, self.heartbeat_interval_s))
                 self.next_heartbeat = time.monotonic() + self.heartbeat_interval_s
-            self.inflight.extend(self.buffer.take(self.partitions))
+            if self.ahead:
+                self.inflight.extend(self.ahead)
+                self.ahead = []
+            else:
+                self.inflight.extend(self._take(self.partitions))
+                self.taking = 0
         return self.inflight
+
+    def take_ahead(self) -> None:
+        """Serialise the batch after the one in flight (the sender's work while Redis appends that one)."""
+        if not self.ahead and self.partitions is not None and self.buffer.items:
+            self.ahead = self._take(self.partitions)
+            self.taking = 0
+
+    def _take(self, partitions: int) -> list[Payload]:
+        self.taking = min(len(self.buffer.items), self.buffer.batch_size)  # so pending() never dips to 0
+        return self.buffer.take(partitions)
 
     def pending(self) -> int:
         """Events not yet accepted by Redis."""
-        return len(self.buffer.items) + len(self.inflight)
+        return len(self.buffer.items) + self.taking + len(self.inflight) + len(self.ahead)
 
     def failed(self, exc: Exception) -> float:
         """Seconds to wait before the next try."""
@@ -89,16 +108,17 @@ class SendLoop:
 
     def persist(self, spool_dir: str | None) -> None:
         """Leave what Redis has not taken in the spool (the sender has stopped), or say it is lost."""
-        unsent = len(self.buffer.items) + sum(1 for _, name, _ in self.inflight if name == b"event")
+        payloads = self.inflight + self.ahead
+        unsent = len(self.buffer.items) + sum(1 for _, name, _ in payloads if name == b"event")
         if not unsent:
             return
         if spool_dir:
-            path = spool.save(spool_dir, self.buffer.worker_id, self.inflight, self.buffer.items)
+            path = spool.save(spool_dir, self.buffer.worker_id, payloads, self.buffer.items)
             log.warning("jobpulse: closing with %d events Redis has not taken; spooled to %s", unsent, path)
         else:
             log.warning("jobpulse: closing with %d events Redis has not taken; they are lost "
                         "(set JOBPULSE_EMIT_SPOOL_DIR to keep them for the next emitter)", unsent)
-        self.inflight = []
+        self.inflight, self.ahead = [], []
         self.buffer.items.clear()
 
 
@@ -119,6 +139,7 @@ class Emitter(LifecycleMethods):
         self.buffer = EventBuffer(settings, worker_id, queues, concurrency)
         opts: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
         self._client = client or (target or RedisTarget(settings.redis_url)).sync(**opts)
+        self._sender = XaddSender(self._client, settings.stream_maxlen)
         self._loop = SendLoop(self.buffer, settings.heartbeat_interval_s)
         self._loop.restore(settings.emit_spool_dir)
         self._wakeup = threading.Event()
@@ -190,11 +211,11 @@ class Emitter(LifecycleMethods):
                 stored = store_partitions(self._client, self.buffer.keys, self.settings.partitions)
                 self._loop.set_partitions(stored, self.settings.partitions)
             while batch := self._loop.next_batch():
-                pipe = self._client.pipeline(transaction=False)
-                maxlen = self.settings.stream_maxlen
-                for stream, name, body in batch:  # XADD spelled out: xadd()'s argument handling costs 2 µs
-                    pipe.execute_command("XADD", stream, "MAXLEN", "~", maxlen, "*", name, body)  # type: ignore[no-untyped-call]
-                pipe.execute()
+                written = self._sender.write(batch)
+                try:
+                    self._loop.take_ahead()  # Python's work overlaps Redis' instead of waiting for it
+                finally:
+                    self._sender.confirm(written)
                 self._loop.sent()
         except Exception as exc:  # never let the thread die; retry what was in flight
             return self._loop.failed(exc)

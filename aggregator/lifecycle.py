@@ -20,11 +20,31 @@ class LifecycleMethods:
         raise NotImplementedError
 
     def emit(
-        self, event_type: str, job_id: str, queue: str, *, timestamp_s: float | None = None, **fields: Any
+        self,
+        event_type: str,
+        job_id: str,
+        queue: str,
+        *,
+        timestamp_s: float | None = None,
+        priority: str | None = None,
+        processing_time_ms: int | None = None,
+        wait_time_ms: int | None = None,
+        error: str | BaseException | None = None,
+        error_type: str | None = None,
+        attempt: int | None = None,
+        job_type: str | None = None,
+        metadata: dict[str, str] | None = None,
+        **unknown: Any,
     ) -> None:
-        """Record one event; costs a buffer append, never raises, never blocks on Redis."""
+        """Record one event (the optional fields as in :func:`event_extras`); costs a buffer append,
+        never raises, never blocks on Redis."""
+        # every field named, and event_extras called positionally: a job pays this call per event
         try:
-            if self.buffer.append(event_type, str(job_id), queue, timestamp_s, event_extras(**fields)):
+            if unknown:  # a caller's bug, logged and counted like the others, never raised
+                raise TypeError(f"unknown event fields: {', '.join(sorted(unknown))}")
+            extras = event_extras(priority, processing_time_ms, wait_time_ms, error, error_type, attempt, job_type,
+                                  metadata)
+            if self.buffer.append(event_type, str(job_id), queue, timestamp_s, extras):
                 self._wake()
         except Exception:  # the job being reported on must never fail because of us
             log.exception("jobpulse: could not record %r event; dropped", event_type)

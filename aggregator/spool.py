@@ -32,7 +32,9 @@ SUFFIX = ".spool"
 def save(directory: str, worker_id: str, inflight: Iterable[Payload], items: Iterable[Item]) -> Path | None:
     """Write what was not sent to a new spool file; its path, or None when there was nothing."""
     lines = [orjson.dumps({"s": s, "f": f.decode(), "b": b.decode()}) for s, f, b in inflight if f == b"event"]
-    lines += [orjson.dumps({"i": list(item)}) for item in items]
+    # an item's optional fields are JSON members already: written as the object they make
+    lines += [orjson.dumps({"i": [*item[:4], orjson.Fragment(b"{%s}" % item[4]) if item[4] else None]})
+              for item in items]
     if not lines:
         return None
     folder = Path(directory)
@@ -66,7 +68,8 @@ def claim(directory: str) -> tuple[list[Payload], list[Item]]:
                 record: dict[str, Any] = orjson.loads(line)
                 if "i" in record:
                     event_type, job_id, queue, ts_s, extras = record["i"]
-                    items.append((event_type, job_id, queue, float(ts_s), extras))
+                    members = orjson.dumps(extras)[1:-1] if extras else None  # as event_extras writes them
+                    items.append((event_type, job_id, queue, float(ts_s), members))
                 else:
                     payloads.append((record["s"], record["f"].encode(), record["b"].encode()))
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):

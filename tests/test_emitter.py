@@ -7,6 +7,7 @@ import subprocess
 import tempfile
 import time
 
+import orjson
 import pytest
 import redis
 
@@ -82,3 +83,32 @@ def test_async_emitter_delivers_and_counts_once(settings: Settings, client: redi
     assert (totals[b"n:enqueued"], totals[b"n:completed"]) == (b"300", b"300")
     workers = client.hgetall(Keys(settings.key_prefix).workers(partition_of("aw", settings.partitions)))
     assert b"aw" in workers
+
+
+def test_a_failed_batch_and_the_one_serialised_behind_it_are_resent_with_their_ids(
+    settings: Settings, client: redis.Redis
+) -> None:
+    from aggregator.keys import partition_of
+
+    client.hset(Keys(settings.key_prefix).meta, "partitions", settings.partitions)
+    emitter = Emitter(settings.model_copy(update={"emit_batch_size": 100}), client=client, worker_id="rw")
+    confirm, failures = emitter._sender.confirm, [0]
+
+    def refused_once(written: object) -> None:
+        confirm(written)  # Redis took it, but the reply is lost: the batch must go again, ids unchanged
+        if failures[0] == 0:
+            failures[0] += 1
+            raise redis.ConnectionError("reply lost")
+
+    emitter._sender.confirm = refused_once  # type: ignore[method-assign]
+    for i in range(1_000):
+        emitter.enqueued(f"j{i}", "resend-q")
+    assert emitter.flush(timeout_s=20) and failures[0] == 1
+    emitter.close()
+    entries = client.xrange(Keys(settings.key_prefix).stream(partition_of("resend-q", settings.partitions)))
+    ids = [orjson.loads(fields[b"event"])["event_id"] for _, fields in entries if b"event" in fields]
+    jobs = [orjson.loads(fields[b"event"])["job_id"] for _, fields in entries if b"event" in fields]
+    assert len(set(ids)) == 1_000 and sorted(set(jobs)) == sorted(f"j{i}" for i in range(1_000))
+    assert len(ids) - 1_000 <= 101  # one batch (and maybe its heartbeat) sent twice, nothing else
+    first_seen = list(dict.fromkeys(jobs))
+    assert first_seen == [f"j{i}" for i in range(1_000)]  # in order
