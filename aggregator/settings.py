@@ -19,7 +19,7 @@ class Settings(BaseSettings):
     partitions: int = Field(default=4, ge=1, le=1024, description="P, fixed at first start.")
 
     # aggregator
-    batch_size: int = Field(default=5000, ge=1, le=100_000, description="Stream entries read at a time.")
+    batch_size: int = Field(default=2000, ge=1, le=100_000, description="Stream entries read at a time.")
     flush_interval_ms: int = Field(
         default=50, ge=1, le=400, description="Longest a read entry waits to be applied (freshness budget: 500 ms)."
     )
