@@ -31,6 +31,7 @@ from aggregator.events import (
 )
 from aggregator.jobcache import JobCache, JobRecord, Known
 from aggregator.keys import GRANULARITY_S, Keys, bucket_start
+from aggregator.recent import RecentJobs
 from aggregator.sketch import histogram_index
 
 PENDING, RUNNING, AWAITING_RETRY, FINISHED = (
@@ -81,6 +82,8 @@ class FoldConfig:
     dedup_window_s: int
     job_ttl_s: int
     future_tolerance_ms: int
+    recent_jobs: int = 0  # jobs kept per queue in the recent-jobs record (aggregator/recent.py)
+    recent_failures: int = 0  # failures kept per queue
 
     @functools.cached_property
     def job_key_prefix(self) -> str:
@@ -166,6 +169,7 @@ class Flush:
         self.minutes: dict[tuple[str, int], _MinuteTally] = {}
         self.entries = 0
         self.last_entry_id: str | None = None
+        self.recent = RecentJobs(cfg.keys, cfg.partition, cfg.recent_jobs, cfg.recent_failures)
 
     def jobs_to_read(self, entries: list[Entry], cache: JobCache, now_s: float) -> list[str]:
         """Jobs of ``entries`` whose stored state this flush does not know yet."""
@@ -213,6 +217,7 @@ class Flush:
             if item.type in FAILURES and item.error_message is not None:
                 _fold_error(fx, item, cfg)
             _advance(track, item)
+            self.recent.note(item, LIFECYCLE_RANK[item.type])
         for fld, n in ((schema.WM_EVENTS, events), (schema.WM_DUPLICATES, duplicates), (schema.WM_CLAMPED, clamped)):
             if n:
                 fx.add(wm, fld, n)
@@ -225,6 +230,7 @@ class Flush:
         for job_id, track in self.tracks.items():
             _fold_job(self.fx, job_id, track, self.cfg, cache, now_s)
         _roll_up(self.fx, self.minutes, self.cfg)
+        self.recent.write(self.fx)
         return self.fx
 
 

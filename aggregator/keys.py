@@ -84,6 +84,19 @@ class Keys:
         """One job's latest state and the event ids applied to it (a JSON array, see jobcache.py)."""
         return f"{self.tag(p)}:job:{job_id}"
 
+    def job_info(self, p: int) -> str:
+        """Hash of job id -> what the recent events told of the job (schema.JOB_INFO), for the jobs of
+        the ``recent_jobs`` sets only."""
+        return f"{self.tag(p)}:jobinfo"
+
+    def recent_jobs(self, p: int, queue: str) -> str:
+        """Sorted set of a queue's most recently active jobs scored by their latest event (ms), capped."""
+        return f"{self.tag(p)}:recent:{queue}"
+
+    def recent_failures(self, p: int, queue: str) -> str:
+        """Sorted set of a queue's latest failures (JSON, see aggregator/recent.py) scored by event ms, capped."""
+        return f"{self.tag(p)}:failures:{queue}"
+
     def pending(self, p: int, queue: str) -> str:
         """Sorted set of a queue's pending jobs scored by when they became pending (ms)."""
         return f"{self.tag(p)}:pending:{queue}"

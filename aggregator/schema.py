@@ -20,6 +20,7 @@ PT_SKETCH, WT_SKETCH = "ps:", "ws:"  # ps:<bin>: DDSketch bins (buckets only)
 PT_HIST, WT_HIST = "ph:", "wh:"  # ph:<i>: Prometheus histogram buckets (totals only)
 JOB_TYPE = "t:"  # t:<event_type>:<job_type> (totals only)
 FIRST_MS, LAST_MS = "first_ms", "last_ms"  # event times of the first and last event (totals only)
+LAST_OF = "last:"  # last:<event_type>: event time of the latest archived/restored event (totals and summary)
 MAX_FIELDS = frozenset({PT_MAX, WT_MAX})  # merged by max, not by sum
 SUM_FIELDS = frozenset({PT_SUM, PT_N, WT_SUM, WT_N})
 
@@ -50,3 +51,25 @@ OP_JOB = "J"  # (key no., value, ttl s or 0 to keep the TTL) triples: SET a job'
 OP_EXPIREAT = "E"  # (key no., epoch s) pairs
 OP_EXPIRE = "T"  # (key no., seconds) pairs
 OP_DEADLETTER = "D"  # cap, then (source id, reason, entry) triples: XADD to the dead-letter stream
+OP_RECENT = "Q"  # cap, then (recent-jobs set key no., job id, info) triples: merge a job's info, keep the newest cap
+OP_CAPPED = "C"  # cap, then score/member pairs: ZADD, keep the cap highest scores
+
+# -- a job's info in the partition's job-info hash (see aggregator/recent.py): a JSON array, merged
+# position by position by apply.lua; null where no event told it
+JOB_INFO = (
+    "created_ms",  # 1: event time of the first enqueued event (the smallest)
+    "created_priority",  # 2: the priority that event carried
+    "started_ms",  # 3: event time of the latest started event
+    "completed_ms",  # 4: event time of the latest completed event
+    "failed_ms",  # 5: event time of the latest failed, timed_out or dead event
+    "error",  # 6: that failure's error message
+    "ts_ms",  # 7: event time of the latest event (ties: lifecycle rank)
+    "rank",  # 8: that event's lifecycle rank
+    "status",  # 9: that event's type
+    "priority",  # 10: that event's priority
+    "outcome_ms",  # 11: event time of the latest outcome carrying processing_time_ms
+    "processing_ms",  # 12: its processing_time_ms
+    "attempt",  # 13: the largest attempt (or error.retry_attempt) any event gave
+    "starts",  # 14: started events applied
+    "queue",  # 15: the queue of the latest event
+)

@@ -76,6 +76,33 @@ local function keep_extreme(key, first, last, larger)
   end
 end
 
+-- Merges the info array b of one job (aggregator/recent.py, schema.JOB_INFO) into the stored a:
+-- the smallest creation time, the largest other times, the latest event by (time, rank), the starts
+-- added up; a tie keeps a (what came first), so the result does not depend on how flushes split.
+local NULL = cjson.null
+local function later(x, y) return x ~= NULL and (y == NULL or x > y) end
+local function merge_info(a, b)
+  if b[1] ~= NULL and (a[1] == NULL or b[1] < a[1]) then a[1], a[2] = b[1], b[2] end
+  if later(b[3], a[3]) then a[3] = b[3] end
+  if later(b[4], a[4]) then a[4] = b[4] end
+  if later(b[5], a[5]) then a[5], a[6] = b[5], b[6] end
+  if b[7] > a[7] or (b[7] == a[7] and b[8] > a[8]) then
+    a[7], a[8], a[9], a[10], a[15] = b[7], b[8], b[9], b[10], b[15]
+  end
+  if later(b[11], a[11]) then a[11], a[12] = b[11], b[12] end
+  if later(b[13], a[13]) then a[13] = b[13] end
+  a[14] = a[14] + b[14]
+  return a
+end
+-- keeps the cap highest scores of a sorted set; returns the members dropped
+local function cap_set(key, cap)
+  local over = redis.call('ZCARD', key) - cap
+  if over <= 0 then return {} end
+  local gone = redis.call('ZRANGE', key, 0, over - 1)
+  redis.call('ZREMRANGEBYRANK', key, 0, over - 1)
+  return gone
+end
+
 local gauges = {}
 local i, n = 6, #ARGV
 while i <= n do
@@ -129,6 +156,23 @@ while i <= n do
       redis.call('XADD', key, 'MAXLEN', '~', ARGV[first], '*',
         'source_id', ARGV[j], 'reason', ARGV[j + 1], 'entry', ARGV[j + 2])
     end
+  elseif code == 'Q' then
+    local cap, sets = tonumber(ARGV[first]), {}
+    for j = first + 1, last, 3 do
+      local set, id, info = KEYS[tonumber(ARGV[j])], ARGV[j + 1], cjson.decode(ARGV[j + 2])
+      local stored = redis.call('HGET', key, id)
+      if stored then info = merge_info(cjson.decode(stored), info) end
+      redis.call('HSET', key, id, cjson.encode(info))
+      redis.call('ZADD', set, info[7], id)
+      sets[set] = true
+    end
+    for set in pairs(sets) do
+      local gone = cap_set(set, cap)
+      if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+    end
+  elseif code == 'C' then
+    redis.call('ZADD', key, unpack(ARGV, first + 1, last))
+    cap_set(key, tonumber(ARGV[first]))
   else
     return redis.error_reply('BADOP ' .. tostring(code))
   end
