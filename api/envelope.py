@@ -36,7 +36,7 @@ BAD_PARAMETER = error_doc(
 
 
 NOT_FOUND = error_doc("No such queue or job: jobpulse has never seen it, or no longer remembers it.")
-READ_ONLY = error_doc("jobpulse serves read-only statistics: hammerwork-web's changing routes are refused.")
+READ_ONLY_TEXT = "Refused: jobpulse serves read-only statistics (hammerwork-web's changing routes are hammerwork's)."
 
 
 def read_only(what: str) -> JSONResponse:

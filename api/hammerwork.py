@@ -88,7 +88,9 @@ def job_info(view: JobView) -> JobInfo:
     get = (lambda i: info[i]) if info is not None else (lambda i: None)
     priority = get(recent.CREATED_PRIORITY) or get(recent.PRIORITY)
     attempt, starts = get(recent.ATTEMPT), get(recent.STARTS)
-    attempts = max(attempt or 0, starts or 0) if attempt is not None or starts else None
+    # the starts counted are all of them only if jobpulse saw the job from its enqueue on
+    known = attempt is not None or starts or get(recent.CREATED) is not None
+    attempts = max(attempt or 0, starts or 0) if known else None
     return JobInfo(
         id=view.job_id,
         queue_name=view.queue,

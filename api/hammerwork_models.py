@@ -94,8 +94,8 @@ class JobInfo(BaseModel):
                                     "Retrying, Dead, Cancelled, Archived (restored: Pending).")
     priority: str | None = Field(description="Background, Low, Normal, High or Critical, as its enqueued event "
                                              "gave it (else its latest event); null if unknown.")
-    attempts: int | None = Field(description="The largest attempt an event gave, else the starts jobpulse saw; "
-                                             "null if unknown.")
+    attempts: int | None = Field(description="The largest attempt an event gave, else the starts jobpulse saw "
+                                             "(0 for a job seen enqueued and never started); null if unknown.")
     max_attempts: int | None = Field(description="Not in the events: null.")
     payload: Any = Field(default=None, description="Never stored by jobpulse: null.")
     created_at: datetime | None = Field(description="Event time of its enqueued event; null if not seen.")

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from aggregator import recent
 from api import jobs_store
 from api.deps import PagingDep, ReporterDep
-from api.envelope import BAD_PARAMETER, READ_ONLY, error_doc, ok, read_only
+from api.envelope import BAD_PARAMETER, READ_ONLY_TEXT, error_doc, ok, read_only
 from api.hammerwork import page_of
 from api.hammerwork_models import ArchivalStats, ArchivedJob, ArchivedJobList, ArchiveStats
 from api.jobs_store import ArchiveCounts
@@ -64,19 +64,22 @@ async def archived_jobs(reporter: ReporterDep, paging: PagingDep, queue: _Queue 
     return ok(ArchivedJobList(items=items, pagination=meta))
 
 
-@router.post("/jobs", response_model=ApiResponse[None], responses={405: READ_ONLY})
+@router.post("/jobs", status_code=405, response_model=ApiResponse[None],
+              response_description=READ_ONLY_TEXT)
 async def archive_jobs() -> JSONResponse:
     """Refused (405): archiving is hammerwork's to do."""
     return read_only("archive jobs")
 
 
-@router.post("/jobs/{job_id}/restore", response_model=ApiResponse[None], responses={405: READ_ONLY})
+@router.post("/jobs/{job_id}/restore", status_code=405, response_model=ApiResponse[None],
+              response_description=READ_ONLY_TEXT)
 async def restore_job(job_id: str) -> JSONResponse:
     """Refused (405): restoring is hammerwork's to do."""
     return read_only("restore archived jobs")
 
 
-@router.delete("/purge", response_model=ApiResponse[None], responses={405: READ_ONLY})
+@router.delete("/purge", status_code=405, response_model=ApiResponse[None],
+              response_description=READ_ONLY_TEXT)
 async def purge() -> JSONResponse:
     """Refused (405): purging is hammerwork's to do."""
     return read_only("purge archived jobs")

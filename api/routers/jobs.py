@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api import jobs_store
 from api.deps import PagingDep, ReporterDep
-from api.envelope import BAD_PARAMETER, NOT_FOUND, READ_ONLY, error_doc, failure, ok, read_only
+from api.envelope import BAD_PARAMETER, NOT_FOUND, READ_ONLY_TEXT, error_doc, failure, ok, read_only
 from api.hammerwork import JobFilter, job_info, page_of
 from api.hammerwork_models import JobInfo, JobList
 from api.limits import check_reads
@@ -68,37 +68,43 @@ async def get_job(reporter: ReporterDep, job_id: str) -> Response:
     return ok(job_info(view))
 
 
-@router.post("", response_model=ApiResponse[None], responses={405: READ_ONLY})
+@router.post("", status_code=405, response_model=ApiResponse[None],
+              response_description=READ_ONLY_TEXT)
 async def create_job() -> JSONResponse:
     """Refused (405): jobs are created through hammerwork."""
     return read_only("create jobs")
 
 
-@router.post("/bulk", response_model=ApiResponse[None], responses={405: READ_ONLY})
+@router.post("/bulk", status_code=405, response_model=ApiResponse[None],
+              response_description=READ_ONLY_TEXT)
 async def bulk_action() -> JSONResponse:
     """Refused (405): bulk job actions are hammerwork's to do."""
     return read_only("act on jobs")
 
 
-@router.post("/search", response_model=ApiResponse[None], responses={405: READ_ONLY})
+@router.post("/search", status_code=405, response_model=ApiResponse[None],
+              response_description=READ_ONLY_TEXT)
 async def search_jobs() -> JSONResponse:
     """Refused (405): search with GET /api/jobs?search=."""
     return read_only("search by POST (use GET /api/jobs?search=...)")
 
 
-@router.post("/{job_id}/actions", response_model=ApiResponse[None], responses={405: READ_ONLY})
+@router.post("/{job_id}/actions", status_code=405, response_model=ApiResponse[None],
+              response_description=READ_ONLY_TEXT)
 async def job_action(job_id: str) -> JSONResponse:
     """Refused (405): retrying, cancelling or deleting a job is hammerwork's to do."""
     return read_only("retry, cancel or delete jobs")
 
 
-@router.post("/{job_id}/retry", response_model=ApiResponse[None], responses={405: READ_ONLY})
+@router.post("/{job_id}/retry", status_code=405, response_model=ApiResponse[None],
+              response_description=READ_ONLY_TEXT)
 async def retry_job(job_id: str) -> JSONResponse:
     """Refused (405): retrying a job is hammerwork's to do."""
     return read_only("retry jobs")
 
 
-@router.delete("/{job_id}", response_model=ApiResponse[None], responses={405: READ_ONLY})
+@router.delete("/{job_id}", status_code=405, response_model=ApiResponse[None],
+              response_description=READ_ONLY_TEXT)
 async def delete_job(job_id: str) -> JSONResponse:
     """Refused (405): deleting a job is hammerwork's to do."""
     return read_only("delete jobs")

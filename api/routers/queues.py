@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from aggregator.keys import partition_of
 from api import jobs_store
 from api.deps import PagingDep, ReporterDep
-from api.envelope import BAD_PARAMETER, NOT_FOUND, READ_ONLY, error_doc, failure, ok, read_only
+from api.envelope import BAD_PARAMETER, NOT_FOUND, READ_ONLY_TEXT, error_doc, failure, ok, read_only
 from api.hammerwork import page_of, queue_infos
 from api.hammerwork_models import DetailedQueueStats, HourlyThroughput, QueueList, RecentError
 from api.models import ApiResponse
@@ -56,13 +56,15 @@ async def get_queue(reporter: ReporterDep, name: str) -> Response:
     ))
 
 
-@router.post("/{name}/actions", response_model=ApiResponse[None], responses={405: READ_ONLY})
+@router.post("/{name}/actions", status_code=405, response_model=ApiResponse[None],
+              response_description=READ_ONLY_TEXT)
 async def queue_action(name: str) -> JSONResponse:
     """Refused (405): pausing, resuming or clearing a queue is hammerwork's to do."""
     return read_only(f"pause, resume or clear queue '{name}'")
 
 
-@router.post("/{name}/clear", response_model=ApiResponse[None], responses={405: READ_ONLY})
+@router.post("/{name}/clear", status_code=405, response_model=ApiResponse[None],
+              response_description=READ_ONLY_TEXT)
 async def clear_queue(name: str) -> JSONResponse:
     """Refused (405): clearing a queue is hammerwork's to do."""
     return read_only(f"clear queue '{name}'")
