@@ -230,7 +230,7 @@ class Flush:
         for job_id, track in self.tracks.items():
             _fold_job(self.fx, job_id, track, self.cfg, cache, now_s)
         _roll_up(self.fx, self.minutes, self.cfg)
-        self.recent.write(self.fx)
+        self.recent.write(self.fx, {job_id for job_id, t in self.tracks.items() if t.prior is None})
         return self.fx
 
 

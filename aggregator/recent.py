@@ -2,16 +2,18 @@
 bounded per-queue record of recent jobs, each queue's latest failures, and the time of the latest
 ``archived`` and ``restored`` event.
 
-A job's info is the array :data:`aggregator.schema.JOB_INFO`. Within a flush it is built event by event
-here; ``apply.lua`` (op ``Q``) merges it into the stored one with the same rules (the smallest creation
-time, the largest other times, the latest event by time and lifecycle rank, the starts added up; ties
-keep what came first), so however the entries are split into flushes the stored info is the same. Each
-queue keeps only its ``recent_jobs`` most recently active jobs and its ``recent_failures`` latest
-failures: the record's memory is bounded by queues × those caps, whatever the rate.
+A job's info is the array :data:`aggregator.schema.JOB_INFO`, stored joined by ``INFO_SEP``. Within a
+flush it is built event by event here; ``apply.lua`` (op ``Q``) merges it into the stored one with the
+same rules (the smallest creation time, the largest other times, the latest event by time and lifecycle
+rank, the starts added up; ties keep what came first), so however the entries are split into flushes the
+stored info is the same. Each queue keeps only its ``recent_jobs`` most recently active jobs and its
+``recent_failures`` latest failures: the record's memory is bounded by queues × those caps, whatever the
+rate.
 """
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,9 +35,33 @@ ERROR_CHARS = 500  # of a message kept in the record
 
 
 def _attempt(ev: Event) -> int | None:
-    """The attempt number the event gives, if any."""
-    given = [a for a in (ev.attempt, ev.error.retry_attempt if ev.error is not None else None) if a is not None]
-    return max(given) if given else None
+    """The attempt number the event gives (``attempt`` or ``error.retry_attempt``, the larger), if any."""
+    attempt, retry = ev.attempt, ev.error.retry_attempt if ev.error is not None else None
+    if retry is None or (attempt is not None and attempt >= retry):
+        return attempt
+    return retry
+
+
+_SEP, _SEP_STR = schema.INFO_SEP.encode(), schema.INFO_SEP
+_INT_FIELDS = frozenset({CREATED, STARTED, COMPLETED, FAILED, TS, RANK, OUTCOME, PROCESSING, ATTEMPT, STARTS})
+
+
+def encode_info(info: list[Any]) -> bytes:
+    """The stored form of a job's info: its fields joined by INFO_SEP, empty for None."""
+    return _SEP_STR.join(["" if v is None else str(v) for v in info]).encode()
+
+
+def decode_info(raw: bytes) -> list[Any]:
+    """A stored info as the array (ints where the field is a number, None where it is empty)."""
+    parts = raw.split(_SEP)
+    return [None if not v else int(v) if i in _INT_FIELDS else v.decode() for i, v in enumerate(parts)]
+
+
+def _message(ev: Event) -> str | None:
+    """The event's error message as kept (cut, and without the separator), if it carries an error."""
+    if ev.error is None:
+        return None
+    return ev.error.message[:ERROR_CHARS].replace(schema.INFO_SEP, " ")
 
 
 def failure_member(ev: Event) -> bytes:
@@ -57,46 +83,55 @@ class RecentJobs:
 
     def note(self, ev: Event, rank: int) -> None:
         """Fold one applied (not duplicate) event."""
-        ts, kind = ev.ts_ms, ev.type
-        if self.jobs_cap:
-            self._note_job(ev, ts, kind, rank)
+        kind = ev.type
         if kind in FAILURES and self.failures_cap:
-            self.failures.setdefault(ev.queue, {})[failure_member(ev)] = ts
-        if kind in ARCHIVE_EVENTS:
+            self.failures.setdefault(ev.queue, {})[failure_member(ev)] = ev.ts_ms
+        elif kind in ARCHIVE_EVENTS:
             key = (ev.queue, kind)
-            if ts > self.last.get(key, -1):
-                self.last[key] = ts
-
-    def _note_job(self, ev: Event, ts: int, kind: str, rank: int) -> None:
+            if ev.ts_ms > self.last.get(key, -1):
+                self.last[key] = ev.ts_ms
+        if not self.jobs_cap:
+            return
+        # the job's info; this runs for every event: plain comparisons, no allocation but a job's first array
+        ts = ev.ts_ms
         info = self.info.get(ev.job_id)
-        if info is None:
-            info = self.info[ev.job_id] = [None] * len(schema.JOB_INFO)
-            info[STARTS] = 0
-        if kind == "enqueued" and (info[CREATED] is None or ts < info[CREATED]):
-            info[CREATED], info[CREATED_PRIORITY] = ts, ev.priority
+        if info is None:  # the job's first event in this flush: it is also its latest so far
+            info = self.info[ev.job_id] = [None, None, None, None, None, None, ts, rank, kind, ev.priority, None,
+                                           None, None, 0, ev.queue]
+        else:
+            latest = info[TS]
+            if ts > latest or (ts == latest and rank > info[RANK]):
+                info[TS], info[RANK], info[STATUS], info[PRIORITY], info[QUEUE] = ts, rank, kind, ev.priority, ev.queue
+        if kind == "enqueued":
+            if info[CREATED] is None or ts < info[CREATED]:
+                info[CREATED], info[CREATED_PRIORITY] = ts, ev.priority
         elif kind == "started":
             info[STARTS] += 1
             if info[STARTED] is None or ts > info[STARTED]:
                 info[STARTED] = ts
-        elif kind == "completed" and (info[COMPLETED] is None or ts > info[COMPLETED]):
-            info[COMPLETED] = ts
-        if kind in FAILURES and (info[FAILED] is None or ts > info[FAILED]):
-            info[FAILED], info[ERROR] = ts, (ev.error_message or "")[:ERROR_CHARS] if ev.error is not None else None
-        if info[TS] is None or (ts, rank) > (info[TS], info[RANK]):
-            info[TS], info[RANK], info[STATUS], info[PRIORITY], info[QUEUE] = ts, rank, kind, ev.priority, ev.queue
-        if kind in OUTCOMES and ev.processing_ms is not None and (info[OUTCOME] is None or ts > info[OUTCOME]):
-            info[OUTCOME], info[PROCESSING] = ts, ev.processing_ms
-        attempt = _attempt(ev)
-        if attempt is not None and (info[ATTEMPT] is None or attempt > info[ATTEMPT]):
-            info[ATTEMPT] = attempt
+        elif kind in OUTCOMES:
+            if kind == "completed":
+                if info[COMPLETED] is None or ts > info[COMPLETED]:
+                    info[COMPLETED] = ts
+            elif info[FAILED] is None or ts > info[FAILED]:
+                info[FAILED], info[ERROR] = ts, _message(ev)
+            if ev.processing_ms is not None and (info[OUTCOME] is None or ts > info[OUTCOME]):
+                info[OUTCOME], info[PROCESSING] = ts, ev.processing_ms
+        if ev.attempt is not None or ev.error is not None:
+            attempt = _attempt(ev)
+            if attempt is not None and (info[ATTEMPT] is None or attempt > info[ATTEMPT]):
+                info[ATTEMPT] = attempt
 
-    def write(self, fx: Effects) -> None:
-        """Add the flush's writes to ``fx``."""
+    def write(self, fx: Effects, new_jobs: Container[str]) -> None:
+        """Add the flush's writes to ``fx``; ``new_jobs``: those with no stored state before the flush."""
         keys, p = self.keys, self.partition
         if self.info:
             info_key = keys.job_info(p)
+            sets: dict[str, str] = {}
             for job_id, info in self.info.items():
-                fx.recent_job(info_key, keys.recent_jobs(p, str(info[QUEUE])), job_id, orjson.dumps(info),
+                queue = info[QUEUE]
+                recent_key = sets.get(queue) or sets.setdefault(queue, keys.recent_jobs(p, queue))
+                fx.recent_job(info_key, recent_key, job_id, encode_info(info), job_id in new_jobs, info[TS],
                               self.jobs_cap)
         for queue, members in self.failures.items():
             fx.capped_add(keys.recent_failures(p, queue), members, self.failures_cap)

@@ -65,7 +65,7 @@ async def read_job(store: StatsStore, job_id: str) -> JobView | None:
     infos, states = replies[::2], replies[1::2]
     for raw in infos:
         if raw:
-            return _view(job_id, orjson.loads(raw))
+            return _view(job_id, recent.decode_info(raw))
     for raw in states:
         if raw:
             state, ts_ms, queue = stored_state(raw)
@@ -91,7 +91,7 @@ async def recent_jobs(store: StatsStore, queues: list[str]) -> list[JobView]:
         return []
     out = []
     for names, raws in zip(asked, await store.io.run(pipe), strict=True):
-        out += [_view(job_id, orjson.loads(raw)) for job_id, raw in zip(names, raws, strict=True) if raw]
+        out += [_view(job_id, recent.decode_info(raw)) for job_id, raw in zip(names, raws, strict=True) if raw]
     return out
 
 

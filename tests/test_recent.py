@@ -34,7 +34,7 @@ def _run(events: list[dict[str, object]], cfg: Settings) -> fakeredis.FakeRedis:
 def _record(client: fakeredis.FakeRedis, cfg: Settings, queue: str) -> tuple[list[object], dict[str, list[object]]]:
     keys, p = Keys(cfg.key_prefix), partition_of(queue, cfg.partitions)
     ids = [i.decode() for i in client.zrevrange(keys.recent_jobs(p, queue), 0, -1)]
-    infos = {k.decode(): orjson.loads(v) for k, v in client.hgetall(keys.job_info(p)).items()}
+    infos = {k.decode(): recent.decode_info(v) for k, v in client.hgetall(keys.job_info(p)).items()}
     return ids, {i: infos[i] for i in ids}
 
 
