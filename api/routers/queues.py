@@ -7,7 +7,6 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from aggregator.keys import partition_of
 from api import jobs_store
 from api.deps import PagingDep, ReporterDep
 from api.envelope import BAD_PARAMETER, NOT_FOUND, READ_ONLY_TEXT, error_doc, failure, ok, read_only
@@ -37,7 +36,7 @@ async def list_queues(reporter: ReporterDep, paging: PagingDep) -> Response:
 async def get_queue(reporter: ReporterDep, name: str) -> Response:
     """One queue: its QueueInfo, priorities, statuses, last 24 hours and latest failures."""
     store = reporter.store
-    if len(name) > 200 or not await store.client.sismember(store.keys.queues(partition_of(name, store.partitions)),
+    if len(name) > 200 or not await store.client.sismember(store.keys.queues(store.partition(name)),
                                                            name):  # type: ignore[misc]  # redis-py 5 stubs
         return failure(404, f"Queue '{name}' not found")
     query = build_query(None, None, [name], None, int(reporter.now_s))
