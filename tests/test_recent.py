@@ -8,6 +8,7 @@ import time
 
 import fakeredis
 import orjson
+import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +16,7 @@ from aggregator import recent, schema
 from aggregator.consumer import Aggregator
 from aggregator.keys import Keys, partition_of
 from aggregator.settings import Settings
-from tests.workload import event, lifecycle
+from tests.workload import event, lifecycle, publish
 
 T0_MS = (int(time.time()) // 86_400 - 1) * 86_400_000  # yesterday: inside every retention
 
@@ -95,3 +96,26 @@ def test_caps_of_zero_keep_nothing_but_the_archive_times() -> None:
     assert not client.exists(keys.job_info(0), keys.recent_jobs(0, "q"), keys.recent_failures(0, "q"))
     assert client.hget(keys.totals(0, "q"), schema.LAST_OF + "archived") == str(T0_MS + 2).encode()
     assert client.hget(keys.summary(0), schema.LAST_OF + "archived") == str(T0_MS + 2).encode()
+
+
+def test_on_real_redis_one_flush_or_one_per_event_store_the_same_bytes(settings: Settings,
+                                                                      client: redis.Redis) -> None:
+    rng = random.Random(7)
+    events = [e for j in range(10) for e in lifecycle(rng, f"j{j}", "q/ü", T0_MS + j * 1000)]
+    events += [event("j0", "q/ü", "dead", T0_MS + 60_000, error={"message": "a\x1fb / c", "retry_attempt": 9})]
+    rng.shuffle(events)
+    stored = []
+    for n, batch in enumerate((10_000, 1)):
+        cfg = settings.model_copy(update={"key_prefix": f"{settings.key_prefix}{n}", "batch_size": batch,
+                                          "flush_interval_ms": 1})
+        keys = Keys(cfg.key_prefix)
+        publish(client, keys, cfg.partitions, events)
+        Aggregator(cfg, client).run(drain=True)
+        p = partition_of("q/ü", cfg.partitions)
+        stored.append((client.zrange(keys.recent_jobs(p, "q/ü"), 0, -1, withscores=True),
+                       client.hgetall(keys.job_info(p)), client.zrange(keys.recent_failures(p, "q/ü"), 0, -1)))
+        for key in client.scan_iter(match=f"*{cfg.key_prefix}*"):
+            client.delete(key)
+    assert stored[0] == stored[1]
+    info = recent.decode_info(stored[0][1][b"j0"])
+    assert (info[recent.STATUS], info[recent.ERROR], info[recent.ATTEMPT]) == ("dead", "a b / c", 9)
