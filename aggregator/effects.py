@@ -33,11 +33,7 @@ class Effects:
     expire_at_s: dict[str, int] = field(default_factory=dict)
     expire_s: dict[str, int] = field(default_factory=dict)
     deadletters: list[tuple[str, str, bytes]] = field(default_factory=list)
-    # (job-info hash key, a queue's recent-jobs set, jobs new?) -> job id -> (info, latest event ms); the sets' cap
-    recent: dict[tuple[str, str, bool], dict[str, tuple[bytes, int]]] = field(
-        default_factory=lambda: defaultdict(dict))
-    recent_cap: int = 0
-    capped: dict[str, dict[bytes, int]] = field(default_factory=dict)  # capped sorted set -> member -> score
+    capped: dict[str, dict[str | bytes, int]] = field(default_factory=dict)  # capped sorted set -> member -> score
     caps: dict[str, int] = field(default_factory=dict)  # capped sorted set -> its cap
 
     def add(self, key: str, fld: str, n: int = 1) -> None:
@@ -77,16 +73,11 @@ class Effects:
         self.gauge_of[key] = gauge
         self.zrem[key].add(member)
 
-    def recent_job(self, info_key: str, recent_key: str, job_id: str, info: bytes, new: bool, ts_ms: int,
-                   cap: int) -> None:
-        """Merge a job's info into the job-info hash (``new``: most likely not there yet); its queue's
-        recent-jobs set, scored by the job's latest event, keeps the newest ``cap``."""
-        self.recent[info_key, recent_key, new][job_id] = (info, ts_ms)
-        self.recent_cap = cap
-
-    def capped_add(self, key: str, members: Mapping[bytes, int], cap: int) -> None:
+    def capped_add(self, key: str, members: Mapping[str, int] | Mapping[bytes, int], cap: int) -> None:
         """ZADD member/score pairs to a sorted set that keeps its ``cap`` highest scores."""
-        self.capped.setdefault(key, {}).update(members)
+        scores = self.capped.setdefault(key, {})
+        for member, score in members.items():
+            scores[member] = score
         self.caps[key] = cap
 
     def dead_letter(self, source_id: str, reason: str, raw: bytes) -> None:
@@ -140,9 +131,6 @@ class Effects:
         members(f.OP_SADD, self.sadd)
         if self.jobs:
             emit(f.OP_JOB, None, [x for key, (value, ttl) in self.jobs.items() for x in (key_no(key), value, ttl)], 3)
-        for (key, recent_key, new), jobs in self.recent.items():
-            emit(f.OP_RECENT, key, [x for job_id, (info, ts_ms) in jobs.items() for x in (job_id, info, ts_ms)], 3,
-                 [self.recent_cap, key_no(recent_key), int(new)])
         for key, scored in self.capped.items():
             emit(f.OP_CAPPED, key, [x for member, score in scored.items() for x in (score, member)], 2,
                  [self.caps[key]])

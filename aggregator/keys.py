@@ -84,13 +84,9 @@ class Keys:
         """One job's latest state and the event ids applied to it (a JSON array, see jobcache.py)."""
         return f"{self.tag(p)}:job:{job_id}"
 
-    def job_info(self, p: int) -> str:
-        """Hash of job id -> what the recent events told of the job (schema.JOB_INFO), for the jobs of
-        the ``recent_jobs`` sets only."""
-        return f"{self.tag(p)}:jobinfo"
-
     def recent_jobs(self, p: int, queue: str) -> str:
-        """Sorted set of a queue's most recently active jobs scored by their latest event (ms), capped."""
+        """Sorted set of the ids of a queue's most recently active jobs, scored by their latest event (ms),
+        capped; each job's record is :meth:`job`."""
         return f"{self.tag(p)}:recent:{queue}"
 
     def recent_failures(self, p: int, queue: str) -> str:

@@ -51,28 +51,5 @@ OP_JOB = "J"  # (key no., value, ttl s or 0 to keep the TTL) triples: SET a job'
 OP_EXPIREAT = "E"  # (key no., epoch s) pairs
 OP_EXPIRE = "T"  # (key no., seconds) pairs
 OP_DEADLETTER = "D"  # cap, then (source id, reason, entry) triples: XADD to the dead-letter stream
-OP_RECENT = "Q"  # cap, a queue's recent-jobs set key no., 1 if the jobs are new else 0, then (job id, info, latest
-# event ms) triples: merge each job's info into the job-info hash, put it in the set, keep the newest cap
 OP_CAPPED = "C"  # cap, then score/member pairs: ZADD, keep the cap highest scores
 
-# -- a job's info in the partition's job-info hash (see aggregator/recent.py): these fields in this order,
-# joined by INFO_SEP, empty where no event told it; merged position by position by apply.lua (no JSON:
-# decoding and encoding it in Lua cost more than the writes)
-JOB_INFO = (
-    "created_ms",  # 1: event time of the first enqueued event (the smallest)
-    "created_priority",  # 2: the priority that event carried
-    "started_ms",  # 3: event time of the latest started event
-    "completed_ms",  # 4: event time of the latest completed event
-    "failed_ms",  # 5: event time of the latest failed, timed_out or dead event
-    "error",  # 6: that failure's error message
-    "ts_ms",  # 7: event time of the latest event (ties: lifecycle rank)
-    "rank",  # 8: that event's lifecycle rank
-    "status",  # 9: that event's type
-    "priority",  # 10: that event's priority
-    "outcome_ms",  # 11: event time of the latest outcome carrying processing_time_ms
-    "processing_ms",  # 12: its processing_time_ms
-    "attempt",  # 13: the largest attempt (or error.retry_attempt) any event gave
-    "starts",  # 14: started events applied
-    "queue",  # 15: the queue of the latest event
-)
-INFO_SEP = "\x1f"  # ASCII unit separator; never inside a field (recent.py replaces it in error messages)

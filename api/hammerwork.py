@@ -8,7 +8,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
-from aggregator import recent
 from api.hammerwork_models import JobInfo, PaginationMeta, QueueInfo
 from api.jobs_store import JobView
 from api.limits import check_reads
@@ -26,7 +25,7 @@ STATUS_OF = {
     "failed": "Failed", "timed_out": "TimedOut", "retried": "Retrying", "dead": "Dead", "cancelled": "Cancelled",
     "archived": "Archived",
 }
-FINISHED = "Finished"  # a job known only by its finished per-job state: which outcome is no longer kept
+FINISHED = "Finished"  # a finished job whose record predates the event type in it: which outcome is unknown
 # a status filter -> the statuses it selects (failed: every failure, as failed_count counts them)
 STATUS_FILTERS = {s.lower(): {s} for s in {*STATUS_OF.values(), FINISHED}} | {
     "failed": {"Failed", "TimedOut", "Dead"}, "timed_out": {"TimedOut"}}
@@ -84,13 +83,11 @@ def status_of(view: JobView) -> str:
 
 def job_info(view: JobView) -> JobInfo:
     """A job's JobInfo; what no event told is null."""
-    info = view.info
-    get = (lambda i: info[i]) if info is not None else (lambda i: None)
-    priority = get(recent.CREATED_PRIORITY) or get(recent.PRIORITY)
-    attempt, starts = get(recent.ATTEMPT), get(recent.STARTS)
+    r = view.record
+    priority, attempt, starts = r.priority, r.attempt, r.starts
     # the starts counted are all of them only if jobpulse saw the job from its enqueue on
-    known = attempt is not None or starts or get(recent.CREATED) is not None
-    attempts = max(attempt or 0, starts or 0) if known else None
+    known = attempt is not None or starts or r.created_ms is not None
+    attempts = max(attempt or 0, starts) if known else None
     return JobInfo(
         id=view.job_id,
         queue_name=view.queue,
@@ -99,13 +96,13 @@ def job_info(view: JobView) -> JobInfo:
         attempts=attempts,
         max_attempts=None,
         payload=None,
-        created_at=_at(get(recent.CREATED)),
+        created_at=_at(r.created_ms),
         scheduled_at=None,
-        started_at=_at(get(recent.STARTED)),
-        completed_at=_at(get(recent.COMPLETED)),
-        failed_at=_at(get(recent.FAILED)),
-        error_message=get(recent.ERROR),
-        processing_time_ms=get(recent.PROCESSING),
+        started_at=_at(r.started_ms),
+        completed_at=_at(r.completed_ms),
+        failed_at=_at(r.failed_ms),
+        error_message=r.error,
+        processing_time_ms=r.processing_ms,
         cron_schedule=None,
         is_recurring=None,
         trace_id=None,

@@ -1,36 +1,48 @@
-"""The read model of single jobs: the per-job state and the bounded recent-jobs record
-(aggregator/recent.py), read by key from :mod:`aggregator.keys`.
+"""The read model of single jobs: each job's per-job record (aggregator/jobcache.py JobRecord) and the
+per-queue indexes of recent jobs and failures (aggregator/recent.py), read by key from :mod:`aggregator.keys`.
 
-Only :func:`read_job` reads the per-job state key, and only :func:`stored_state` knows its encoding:
-when the write side changes how a job's state is stored, these two change. Every read here is bounded:
-a job by id costs one pipelined GET + HGET per partition (its queue, hence its partition, is not
-known), a listing reads at most the recent-jobs cap per queue asked for.
+Only this module reads the per-job record keys, and only :func:`decode` knows their encoding: when the
+write side changes how a job's record is stored, this changes. Every read here is bounded: a job by id
+costs one pipelined GET per partition (its queue, hence its partition, is not known), a listing one
+ZREVRANGE and one MGET of at most the recent-jobs cap per queue asked for.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
-from aggregator import recent, schema
+from aggregator import schema
 from aggregator.jobcache import JobRecord
 from api.store import StatsStore
 
-# per-job state letter -> the status a job in that state has, when its info is no longer kept
-_STATE_STATUS = {schema.JOB_PENDING: "enqueued", schema.JOB_RUNNING: "started", schema.JOB_AWAITING_RETRY: "failed"}
+# per-job state letter -> the latest event type a job in that state had, when its record does not say
+# (a record stored before the record held the event type)
+_STATE_KIND = {schema.JOB_PENDING: "enqueued", schema.JOB_RUNNING: "started", schema.JOB_AWAITING_RETRY: "failed"}
 
 
 @dataclass
 class JobView:
-    """What jobpulse still knows of one job: its info array (schema.JOB_INFO) and/or its stored state."""
+    """What jobpulse still knows of one job: its stored record."""
 
     job_id: str
-    queue: str
-    event_type: str | None  # of its latest event; None when only a finished state is known
-    ts_ms: int  # event time of its latest event
-    info: list[Any] | None  # schema.JOB_INFO, or None when the recent record no longer holds the job
+    record: JobRecord
+
+    @property
+    def queue(self) -> str:
+        """The queue of its latest event."""
+        return self.record.queue
+
+    @property
+    def event_type(self) -> str | None:
+        """The type of its latest event; None for a finished job whose record does not say."""
+        return self.record.kind or _STATE_KIND.get(self.record.state)
+
+    @property
+    def ts_ms(self) -> int:
+        """Event time of its latest event."""
+        return self.record.ts_ms
 
 
 @dataclass
@@ -44,54 +56,47 @@ class Failure:
     attempt: int | None
 
 
-def stored_state(raw: bytes) -> tuple[str, int, str]:
-    """(state letter, event ms of the latest applied event, queue) of a stored per-job state."""
-    record = JobRecord.decode(raw)
-    return record.state, record.ts_ms, record.queue
-
-
-def _view(job_id: str, info: list[Any]) -> JobView:
-    return JobView(job_id, info[recent.QUEUE], info[recent.STATUS], info[recent.TS], info)
+def decode(raw: bytes) -> JobRecord:
+    """A stored per-job record."""
+    return JobRecord.decode(raw)
 
 
 async def read_job(store: StatsStore, job_id: str) -> JobView | None:
-    """A job by id from any partition: its info if the recent record holds it, else its per-job state
-    (kept while it is unfinished, and for the dedup window after); None if neither."""
+    """A job by id from any partition, while its record is stored (unfinished jobs for
+    JOBPULSE_JOB_TTL_S after their last event, finished ones for JOBPULSE_DEDUP_WINDOW_S); None if not."""
     pipe = store.client.pipeline(transaction=False)
     for p in range(store.partitions):
-        pipe.hget(store.keys.job_info(p), job_id)
         pipe.get(store.keys.job(p, job_id))
-    replies = await store.io.run(pipe)
-    infos, states = replies[::2], replies[1::2]
-    for raw in infos:
+    for raw in await store.io.run(pipe):
         if raw:
-            return _view(job_id, recent.decode_info(raw))
-    for raw in states:
-        if raw:
-            state, ts_ms, queue = stored_state(raw)
-            return JobView(job_id, queue, _STATE_STATUS.get(state), ts_ms, None)
+            return JobView(job_id, decode(raw))
     return None
 
 
 async def recent_jobs(store: StatsStore, queues: list[str]) -> list[JobView]:
-    """Every job the recent-jobs record holds for ``queues`` (at most its cap per queue), newest first
-    per queue."""
+    """The jobs of ``queues``' indexes of recent jobs (at most its cap per queue) whose record is still
+    stored, and whose latest event is still in that queue; newest first per queue."""
     pipe = store.client.pipeline(transaction=False)
     for q in queues:
         pipe.zrevrange(store.keys.recent_jobs(store.partition(q), q), 0, -1)
     ids_per_queue = await store.io.run(pipe)
     pipe = store.client.pipeline(transaction=False)
-    asked: list[list[str]] = []
+    asked: list[tuple[str, list[str]]] = []
     for q, ids in zip(queues, ids_per_queue, strict=True):
         if ids:
             names = [i.decode() for i in ids]
-            pipe.hmget(store.keys.job_info(store.partition(q)), names)
-            asked.append(names)
+            p = store.partition(q)
+            pipe.mget([store.keys.job(p, j) for j in names])
+            asked.append((q, names))
     if not asked:
         return []
     out = []
-    for names, raws in zip(asked, await store.io.run(pipe), strict=True):
-        out += [_view(job_id, recent.decode_info(raw)) for job_id, raw in zip(names, raws, strict=True) if raw]
+    for (q, names), raws in zip(asked, await store.io.run(pipe), strict=True):
+        for job_id, raw in zip(names, raws, strict=True):
+            if raw:  # else expired (a finished job's record is kept JOBPULSE_DEDUP_WINDOW_S)
+                view = JobView(job_id, decode(raw))
+                if view.queue == q:  # else the job moved on: listed under its latest queue
+                    out.append(view)
     return out
 
 

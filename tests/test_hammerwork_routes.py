@@ -15,7 +15,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from aggregator.consumer import Aggregator
-from aggregator.keys import Keys
+from aggregator.keys import Keys, partition_of
 from aggregator.settings import Settings
 from api.main import create_app
 from tests.helpers import FIXTURES, check_shape
@@ -41,7 +41,7 @@ def _workload() -> list[dict[str, Any]]:
         ev("e2", "email", "retried", 2000),
         ev("e2", "email", "started", 3000, attempt=2),
         ev("e2", "email", "dead", 3500, processing_time_ms=500, error={"message": "gave up", "retry_attempt": 2}),
-        ev("e3", "email", "enqueued", 20, priority="low"),  # pending; the oldest activity: out of the record
+        ev("e3", "email", "enqueued", 20, priority="low"),  # pending; the oldest activity: out of the index
         ev("e4", "email", "enqueued", 30, priority="critical"),
         ev("e4", "email", "started", 1030),  # running
         ev("e5", "email", "enqueued", 40),
@@ -143,7 +143,7 @@ def test_recent_failures_are_the_newest_of_each_queue_with_their_message(api: Te
 
 def test_jobs_are_the_recent_record_filtered_and_paged(api: TestClient) -> None:
     email = _data(api, "/api/jobs", queue="email")
-    # five jobs, the record keeps the four most recently active: e3 (last seen at enqueue) is out
+    # five jobs, the queue's index keeps the four most recently active: e3 (last seen at enqueue) is out
     assert sorted(j["id"] for j in email["jobs"]) == ["e1", "e2", "e4", "e5"] and email["items"] == email["jobs"]
     assert [j["id"] for j in email["jobs"]] == ["e5", "e4", "e2", "e1"]  # newest created first
     assert email["pagination"] == {"page": 1, "limit": 50, "offset": 0, "total": 4, "total_pages": 1,
@@ -174,12 +174,27 @@ def test_a_job_by_id_says_what_its_events_said_and_nulls_the_rest(api: TestClien
     assert all(e2[k] is None for k in ("payload", "max_attempts", "scheduled_at", "completed_at", "cron_schedule",
                                        "is_recurring", "trace_id", "correlation_id"))
     assert _data(api, "/api/jobs/e1")["attempts"] == 1 and _data(api, "/api/jobs/r1")["attempts"] == 0
-    # out of the recent record, still pending: known from its per-job state only
+    # out of the queue's index of recent jobs, but by id its record still answers in full
     e3 = _data(api, "/api/jobs/e3")
-    assert (e3["queue_name"], e3["status"], e3["priority"], e3["created_at"]) == ("email", "Pending", None, None)
+    assert (e3["queue_name"], e3["status"], e3["priority"], _ms(e3["created_at"])) == ("email", "Pending", "Low",
+                                                                                        T0 + 20)
     assert _ms(e3["updated_at"]) == T0 + 20
     missing = api.get("/api/jobs/nope")
     assert missing.status_code == 404 and missing.json()["error"] == "Job 'nope' not found"
+
+
+def test_a_record_stored_before_the_job_fields_existed_still_answers(settings: Settings, client: redis.Redis,
+                                                                     api: TestClient) -> None:
+    keys = Keys(settings.key_prefix)
+    old = [("old-p", "P", 0, "email"), ("old-f", "F", 2, "email")]
+    for job_id, state, rank, queue in old:  # the five-field form
+        client.set(keys.job(partition_of(queue, settings.partitions), job_id),
+                   json.dumps([state, T0 + 7, rank, queue, ["x"]]))
+    pending, finished = _data(api, "/api/jobs/old-p"), _data(api, "/api/jobs/old-f")
+    assert (pending["status"], finished["status"]) == ("Pending", "Finished")
+    assert all(job[k] is None for job in (pending, finished)
+               for k in ("priority", "attempts", "created_at", "started_at", "error_message", "processing_time_ms"))
+    assert _ms(finished["updated_at"]) == T0 + 7
 
 
 def test_archive_routes_count_the_archive_events(api: TestClient) -> None:

@@ -76,45 +76,6 @@ local function keep_extreme(key, first, last, larger)
   end
 end
 
--- A job's info (aggregator/recent.py, schema.JOB_INFO): fields joined by the unit separator, empty when
--- unknown. merge_info merges b into the stored a: the smallest creation time, the largest other times,
--- the latest event by (time, rank), the starts added up; a tie keeps a (what came first), so the result
--- does not depend on how flushes split. Fields are copied as they are, so the bytes do not either.
-local SEP = '\31'
-local function fields(s)
-  local t, i = {}, 1
-  while true do
-    local j = string.find(s, SEP, i, true)
-    if not j then t[#t + 1] = string.sub(s, i); return t end
-    t[#t + 1] = string.sub(s, i, j - 1)
-    i = j + 1
-  end
-end
-local function later(x, y) return x ~= '' and (y == '' or tonumber(x) > tonumber(y)) end
-local function merge_info(stored, new)
-  local a, b = fields(stored), fields(new)
-  if b[1] ~= '' and (a[1] == '' or tonumber(b[1]) < tonumber(a[1])) then a[1], a[2] = b[1], b[2] end
-  if later(b[3], a[3]) then a[3] = b[3] end
-  if later(b[4], a[4]) then a[4] = b[4] end
-  if later(b[5], a[5]) then a[5], a[6] = b[5], b[6] end
-  local bt, at = tonumber(b[7]), tonumber(a[7])
-  if bt > at or (bt == at and tonumber(b[8]) > tonumber(a[8])) then
-    a[7], a[8], a[9], a[10], a[15] = b[7], b[8], b[9], b[10], b[15]
-  end
-  if later(b[11], a[11]) then a[11], a[12] = b[11], b[12] end
-  if later(b[13], a[13]) then a[13] = b[13] end
-  a[14] = tostring(tonumber(a[14]) + tonumber(b[14]))
-  return table.concat(a, SEP), a[7]
-end
--- keeps the cap highest scores of a sorted set; returns the members dropped
-local function cap_set(key, cap)
-  local over = redis.call('ZCARD', key) - cap
-  if over <= 0 then return {} end
-  local gone = redis.call('ZRANGE', key, 0, over - 1)
-  redis.call('ZREMRANGEBYRANK', key, 0, over - 1)
-  return gone
-end
-
 local gauges = {}
 local i, n = 6, #ARGV
 while i <= n do
@@ -168,25 +129,10 @@ while i <= n do
       redis.call('XADD', key, 'MAXLEN', '~', ARGV[first], '*',
         'source_id', ARGV[j], 'reason', ARGV[j + 1], 'entry', ARGV[j + 2])
     end
-  elseif code == 'Q' then
-    local cap, set, new, scored = tonumber(ARGV[first]), KEYS[tonumber(ARGV[first + 1])], ARGV[first + 2] == '1', {}
-    for j = first + 3, last, 3 do
-      local id, info, score = ARGV[j], ARGV[j + 1], ARGV[j + 2]
-      -- a new job is most likely not stored yet: one HSETNX; else read, merge, write
-      if not new or redis.call('HSETNX', key, id, info) == 0 then
-        local stored = redis.call('HGET', key, id)
-        if stored then info, score = merge_info(stored, info) end
-        redis.call('HSET', key, id, info)
-      end
-      scored[#scored + 1] = score
-      scored[#scored + 1] = id
-    end
-    redis.call('ZADD', set, unpack(scored))
-    local gone = cap_set(set, cap)
-    if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
   elseif code == 'C' then
+    -- a capped sorted set: add, then drop all but the cap highest scores (nothing when within the cap)
     redis.call('ZADD', key, unpack(ARGV, first + 1, last))
-    cap_set(key, tonumber(ARGV[first]))
+    redis.call('ZREMRANGEBYRANK', key, 0, -tonumber(ARGV[first]) - 1)
   else
     return redis.error_reply('BADOP ' .. tostring(code))
   end

@@ -8,7 +8,6 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
-from aggregator import recent
 from api import jobs_store
 from api.deps import PagingDep, ReporterDep
 from api.envelope import BAD_PARAMETER, READ_ONLY_TEXT, error_doc, ok, read_only
@@ -57,7 +56,7 @@ async def archived_jobs(reporter: ReporterDep, paging: PagingDep, queue: _Queue 
     jobs = sorted((v for v in views if v.event_type == "archived"), key=lambda v: (-v.ts_ms, v.job_id))
     meta, start = page_of(len(jobs), paging.page, paging.limit, paging.offset)
     items = [ArchivedJob(id=v.job_id, queue_name=v.queue, status="Archived",
-                         created_at=utc(v.info[recent.CREATED] / 1000) if v.info and v.info[recent.CREATED] else None,
+                         created_at=utc(v.record.created_ms / 1000) if v.record.created_ms is not None else None,
                          archived_at=utc(v.ts_ms / 1000), archival_reason=None, original_payload_size=None,
                          payload_compressed=None, archived_by=None)
              for v in jobs[start : start + paging.limit]]
