@@ -12,6 +12,7 @@ those caps, whatever the rate.
 from __future__ import annotations
 
 import heapq
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
@@ -61,6 +62,24 @@ def newest(scores: dict[M, int], cap: int) -> dict[M, int]:
     return dict(heapq.nlargest(cap, scores.items(), key=lambda kv: (kv[1], kv[0])))
 
 
+_TS = operator.attrgetter("ts_ms")
+
+
+def newest_failures(failures: list[Event], cap: int) -> dict[bytes, int]:
+    """The members a capped failures set would keep of ``failures`` (as :func:`newest`), serialising
+    only those that can make it: the newest down to the ``cap``-th distinct member's time."""
+    failures.sort(key=_TS, reverse=True)
+    members: dict[bytes, int] = {}
+    floor = -1
+    for ev in failures:
+        if ev.ts_ms < floor:
+            break  # older than ``cap`` members already taken
+        members[failure_member(ev)] = ev.ts_ms
+        if floor < 0 and len(members) >= cap:
+            floor = ev.ts_ms
+    return newest(members, cap)
+
+
 @dataclass
 class QueueNotes:
     """One flush's recent-job index entries, failures and archive times."""
@@ -69,7 +88,7 @@ class QueueNotes:
     partition: int
     jobs_cap: int
     failures_cap: int
-    failures: dict[str, dict[bytes, int]] = field(default_factory=dict)  # queue -> member -> event ms
+    failures: dict[str, list[Event]] = field(default_factory=dict)  # queue -> its failure events
     last: dict[tuple[str, str], int] = field(default_factory=dict)  # (queue, archived|restored) -> latest ms
 
     def note(self, ev: Event) -> None:
@@ -77,7 +96,7 @@ class QueueNotes:
         kind = ev.type
         if kind in FAILURES:
             if self.failures_cap:
-                self.failures.setdefault(ev.queue, {})[failure_member(ev)] = ev.ts_ms
+                self.failures.setdefault(ev.queue, []).append(ev)
         elif ev.ts_ms > self.last.get((ev.queue, kind), -1):
             self.last[ev.queue, kind] = ev.ts_ms
 
@@ -95,8 +114,9 @@ class QueueNotes:
                     scores[job_id] = track.ts_ms
             for queue, scores in per_queue.items():
                 fx.capped_add(keys.recent_jobs(p, queue), newest(scores, self.jobs_cap), self.jobs_cap)
-        for queue, members in self.failures.items():
-            fx.capped_add(keys.recent_failures(p, queue), newest(members, self.failures_cap), self.failures_cap)
+        for queue, failures in self.failures.items():
+            fx.capped_add(keys.recent_failures(p, queue), newest_failures(failures, self.failures_cap),
+                          self.failures_cap)
         for (queue, kind), ts in self.last.items():
             for totals in (keys.totals(p, queue), keys.summary(p)):
                 fx.maximum(totals, schema.LAST_OF + kind, ts)

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from aggregator import schema
 from aggregator.consumer import Aggregator
+from aggregator.events import Rejected, parse_event
 from aggregator.jobcache import JobRecord
 from aggregator.keys import Keys, partition_of
-from aggregator.recent import newest
+from aggregator.recent import failure_member, newest, newest_failures
 from aggregator.settings import Settings
 from tests.workload import event, lifecycle, publish
 
@@ -141,6 +142,20 @@ def test_the_index_keeps_what_redis_keeps_when_scores_tie(client: redis.Redis, s
     client.zadd(key, scores)  # type: ignore[arg-type]
     client.zremrangebyrank(key, 0, -8)  # keeps 7 of the 10 members scored 1003
     assert sorted(m.decode() for m in client.zrange(key, 0, -1)) == sorted(newest(scores, 7))
+
+
+@settings(max_examples=30, deadline=None)
+@given(times=st.lists(st.integers(0, 5), max_size=30), cap=st.integers(1, 6))
+def test_only_the_failures_that_can_be_kept_are_serialised_and_they_are_the_same(times: list[int], cap: int) -> None:
+    evs = []
+    for n, dt in enumerate(times):
+        body = event(f"j{n % 4}", "q", "failed", T0_MS + dt, error={"message": "m"})
+        ev = parse_event(orjson.dumps({k: v for k, v in body.items() if k != "_ts_ms"}), 10_000)
+        assert not isinstance(ev, Rejected)
+        ev.ts_ms = T0_MS + dt
+        evs.append(ev)
+    everything = {failure_member(ev): ev.ts_ms for ev in evs}
+    assert newest_failures(list(evs), cap) == newest(everything, cap)
 
 
 def test_on_real_redis_one_flush_or_one_per_event_store_the_same_bytes(settings: Settings,
