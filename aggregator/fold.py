@@ -144,13 +144,6 @@ class _Track:
                    r.created_ms, r.started_ms, r.completed_ms, r.failed_ms, r.error, r.outcome_ms, r.processing_ms,
                    r.attempt, r.starts)
 
-    def record(self) -> JobRecord:
-        """The job's record after the events applied so far."""
-        assert self.state is not None  # a changed track applied an event
-        return JobRecord(self.state, self.ts_ms, self.rank, self.queue, self.event_ids, self.kind, self.priority,
-                         self.created_ms, self.started_ms, self.completed_ms, self.failed_ms, self.error,
-                         self.outcome_ms, self.processing_ms, self.attempt, self.starts)
-
 
 def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]], max_bytes: int) -> list[Entry]:
     """Validate raw stream entries (fields as a flat list, or a dict); bad ones become :class:`Rejected`."""
@@ -191,6 +184,7 @@ class Flush:
         self.entries = 0
         self.last_entry_id: str | None = None
         self.notes = QueueNotes(cfg.keys, cfg.partition, cfg.recent_jobs, cfg.recent_failures)
+        self.noted: list[Event] = []  # applied events whose type is in NOTED, for self.notes
 
     def jobs_to_read(self, entries: list[Entry], cache: JobCache, now_s: float) -> list[str]:
         """Jobs of ``entries`` whose stored state this flush does not know yet."""
@@ -202,7 +196,7 @@ class Flush:
         """Fold ``entries``; every job they name is in ``self.tracks`` or ``cache``."""
         fx, cfg = self.fx, self.cfg
         wm = cfg.keys.watermark(cfg.partition)
-        tracks, minutes = self.tracks, self.minutes
+        tracks, minutes, noted = self.tracks, self.minutes, self.noted
         events = duplicates = clamped = 0
         max_age_ms = max(cfg.retention_s.values()) * 1000
         for entry_id, arrival_ms, item in entries:
@@ -238,7 +232,7 @@ class Flush:
             if item.type in NOTED:  # failures, archived and restored: a few per job at most
                 if item.type in FAILURES and item.error_message is not None:
                     _fold_error(fx, item, cfg)
-                self.notes.note(item)
+                noted.append(item)
             _advance(track, item)
         for fld, n in ((schema.WM_EVENTS, events), (schema.WM_DUPLICATES, duplicates), (schema.WM_CLAMPED, clamped)):
             if n:
@@ -252,7 +246,7 @@ class Flush:
         for job_id, track in self.tracks.items():
             _fold_job(self.fx, job_id, track, self.cfg, cache, now_s)
         _roll_up(self.fx, self.minutes, self.cfg)
-        self.notes.write(self.fx, self.tracks)
+        self.notes.write(self.fx, self.tracks, self.noted)
         return self.fx
 
 
@@ -330,7 +324,10 @@ def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: J
             fx.gauge_add(new[0], new[1], job_id, track.entered_ms)
             if new[1] == schema.PENDING:
                 fx.oldest[new[0]] = new[2]
-    record = track.record()
+    t = track
+    record = JobRecord(track.state, t.ts_ms, t.rank, t.queue, t.event_ids, t.kind, t.priority, t.created_ms,
+                       t.started_ms, t.completed_ms, t.failed_ms, t.error, t.outcome_ms, t.processing_ms, t.attempt,
+                       t.starts)
     # A finished job is kept only as long as duplicates of its events may arrive.
     finished = track.state == FINISHED
     ttl_s = cfg.dedup_window_s if finished else cfg.job_ttl_s

@@ -14,7 +14,7 @@ from __future__ import annotations
 import heapq
 import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import orjson
@@ -82,27 +82,26 @@ def newest_failures(failures: list[Event], cap: int) -> dict[bytes, int]:
 
 @dataclass
 class QueueNotes:
-    """One flush's recent-job index entries, failures and archive times."""
+    """The writes of one flush's recent-job index entries, failures and archive times."""
 
     keys: Keys
     partition: int
     jobs_cap: int
     failures_cap: int
-    failures: dict[str, list[Event]] = field(default_factory=dict)  # queue -> its failure events
-    last: dict[tuple[str, str], int] = field(default_factory=dict)  # (queue, archived|restored) -> latest ms
 
-    def note(self, ev: Event) -> None:
-        """Fold one applied (not duplicate) event whose type is in :data:`NOTED`."""
-        kind = ev.type
-        if kind in FAILURES:
-            if self.failures_cap:
-                self.failures.setdefault(ev.queue, []).append(ev)
-        elif ev.ts_ms > self.last.get((ev.queue, kind), -1):
-            self.last[ev.queue, kind] = ev.ts_ms
-
-    def write(self, fx: Effects, tracks: Mapping[str, Active]) -> None:
-        """Add the flush's writes to ``fx``; ``tracks``: the jobs the flush folded."""
+    def write(self, fx: Effects, tracks: Mapping[str, Active], noted: list[Event]) -> None:
+        """Add the flush's writes to ``fx``; ``tracks``: the jobs the flush folded, ``noted``: its applied
+        events whose type is in :data:`NOTED`."""
         keys, p = self.keys, self.partition
+        failures: dict[str, list[Event]] = {}  # queue -> its failure events
+        last: dict[tuple[str, str], int] = {}  # (queue, archived|restored) -> latest ms
+        for ev in noted:
+            kind = ev.type
+            if kind in FAILURES:
+                if self.failures_cap:
+                    failures.setdefault(ev.queue, []).append(ev)
+            elif ev.ts_ms > last.get((ev.queue, kind), -1):
+                last[ev.queue, kind] = ev.ts_ms
         if self.jobs_cap:
             # each job in the index of the queue of its latest event, scored by that event's time
             per_queue: dict[str, dict[str, int]] = {}
@@ -114,9 +113,9 @@ class QueueNotes:
                     scores[job_id] = track.ts_ms
             for queue, scores in per_queue.items():
                 fx.capped_add(keys.recent_jobs(p, queue), newest(scores, self.jobs_cap), self.jobs_cap)
-        for queue, failures in self.failures.items():
-            fx.capped_add(keys.recent_failures(p, queue), newest_failures(failures, self.failures_cap),
+        for queue, queue_failures in failures.items():
+            fx.capped_add(keys.recent_failures(p, queue), newest_failures(queue_failures, self.failures_cap),
                           self.failures_cap)
-        for (queue, kind), ts in self.last.items():
+        for (queue, event_type), ts in last.items():
             for totals in (keys.totals(p, queue), keys.summary(p)):
-                fx.maximum(totals, schema.LAST_OF + kind, ts)
+                fx.maximum(totals, schema.LAST_OF + event_type, ts)
