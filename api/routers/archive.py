@@ -48,7 +48,8 @@ async def archive_stats(reporter: ReporterDep, queue: _Queue = None) -> Response
 async def archived_jobs(reporter: ReporterDep, paging: PagingDep, queue: _Queue = None,
                         reason: Annotated[str | None, Query(max_length=200, description=(
                             "Archival reason: not in the events, so no job matches one."))] = None) -> Response:
-    """Jobs of the recent-jobs record whose latest event is `archived`, latest first."""
+    """Jobs of the queues' indexes of recent jobs whose latest event is `archived` (while their record is
+    kept), latest first."""
     store = reporter.store
     names = [queue] if queue else await store.queue_names()
     check_reads(len(names) * reporter.settings.recent_jobs_per_queue, "queue", "name one queue")

@@ -1,5 +1,5 @@
-"""/api/jobs: the jobs jobpulse still remembers (the bounded recent-jobs record and the per-job state),
-in hammerwork-web's shape; read-only."""
+"""/api/jobs: the jobs jobpulse still remembers (each job's record, listed through each queue's bounded
+index of recent jobs), in hammerwork-web's shape; read-only."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ async def list_jobs(
     sort_by: _Text = None,
     sort_order: _Text = None,
 ) -> Response:
-    """The jobs of the recent-jobs record (the latest JOBPULSE_RECENT_JOBS_PER_QUEUE per queue), filtered."""
+    """The jobs of each queue's index of recent jobs (the latest JOBPULSE_RECENT_JOBS_PER_QUEUE per queue) whose
+    record is still kept (finished jobs: JOBPULSE_DEDUP_WINDOW_S), filtered."""
     wanted = JobFilter.parse(status, priority, created_after, created_before, search, sort_by, sort_order)
     store = reporter.store
     queues = [queue] if queue else await store.queue_names()
@@ -59,7 +60,7 @@ async def list_jobs(
 
 @router.get("/{job_id}", response_model=ApiResponse[JobInfo], responses={404: NOT_FOUND})
 async def get_job(reporter: ReporterDep, job_id: str) -> Response:
-    """One job, while the recent-jobs record or its per-job state still holds it."""
+    """One job, while its record is kept (unfinished: JOBPULSE_JOB_TTL_S; finished: JOBPULSE_DEDUP_WINDOW_S)."""
     if len(job_id) > 200:
         raise BadParameter("job_id", "a job id is at most 200 characters")
     view = await jobs_store.read_job(reporter.store, job_id)
