@@ -22,7 +22,7 @@ from aggregator.settings import Settings
 log = logging.getLogger("jobpulse")
 # the commands that need the `server` extra, and the modules it installs (import names)
 SERVER_COMMANDS = frozenset({"serve", "api", "hammerwork-bridge", "top", "hash-password", "new-api-key"})
-SERVER_MODULES = ("fastapi", "uvicorn", "fakeredis", "prometheus_client", "rich", "bcrypt")
+SERVER_MODULES = ("fastapi", "uvicorn", "fakeredis", "prometheus_client", "rich", "bcrypt", "websockets")
 # uvicorn's own proxy_headers (on by default, trusting 127.0.0.1) are off: forwarded addresses are believed
 # only from JOBPULSE_TRUSTED_PROXIES, applied by the app itself (api/main.py).
 # On SIGTERM/SIGINT the API finishes requests for this long, then closes live streams (they never end by themselves).

@@ -33,6 +33,8 @@ class Effects:
     expire_at_s: dict[str, int] = field(default_factory=dict)
     expire_s: dict[str, int] = field(default_factory=dict)
     deadletters: list[tuple[str, str, bytes]] = field(default_factory=list)
+    capped: dict[str, dict[str | bytes, int]] = field(default_factory=dict)  # capped sorted set -> member -> score
+    caps: dict[str, int] = field(default_factory=dict)  # capped sorted set -> its cap
 
     def add(self, key: str, fld: str, n: int = 1) -> None:
         """HINCRBY, merged."""
@@ -70,6 +72,13 @@ class Effects:
         """Take ``member`` out of a gauge's sorted set, if it is there."""
         self.gauge_of[key] = gauge
         self.zrem[key].add(member)
+
+    def capped_add(self, key: str, members: Mapping[str, int] | Mapping[bytes, int], cap: int) -> None:
+        """ZADD member/score pairs to a sorted set that keeps its ``cap`` highest scores."""
+        scores = self.capped.setdefault(key, {})
+        for member, score in members.items():
+            scores[member] = score
+        self.caps[key] = cap
 
     def dead_letter(self, source_id: str, reason: str, raw: bytes) -> None:
         """Queue a rejected entry for the dead-letter stream."""
@@ -122,6 +131,9 @@ class Effects:
         members(f.OP_SADD, self.sadd)
         if self.jobs:
             emit(f.OP_JOB, None, [x for key, (value, ttl) in self.jobs.items() for x in (key_no(key), value, ttl)], 3)
+        for key, scored in self.capped.items():
+            emit(f.OP_CAPPED, key, [x for member, score in scored.items() for x in (score, member)], 2,
+                 [self.caps[key]])
         if self.expire_at_s:
             emit(f.OP_EXPIREAT, None, [x for key, at in self.expire_at_s.items() for x in (key_no(key), at)], 2)
         if self.expire_s:

@@ -29,8 +29,9 @@ from aggregator.events import (
     parse_event,
     parse_heartbeat,
 )
-from aggregator.jobcache import JobCache, JobRecord, Known
+from aggregator.jobcache import ERROR_CHARS, JobCache, JobRecord, Known
 from aggregator.keys import GRANULARITY_S, Keys, bucket_start
+from aggregator.recent import NOTED, QueueNotes
 from aggregator.sketch import histogram_index
 
 PENDING, RUNNING, AWAITING_RETRY, FINISHED = (
@@ -81,6 +82,8 @@ class FoldConfig:
     dedup_window_s: int
     job_ttl_s: int
     future_tolerance_ms: int
+    recent_jobs: int = 0  # job ids kept per queue in its index of recent jobs (aggregator/recent.py)
+    recent_failures: int = 0  # failures kept per queue
 
     @functools.cached_property
     def job_key_prefix(self) -> str:
@@ -116,6 +119,18 @@ class _Track:
     rank: int = 0
     queue: str = ""
     event_ids: list[str] = field(default_factory=list)
+    # the JobRecord fields of hammerwork-web's job views (see JobRecord), updated by _advance
+    kind: str | None = None
+    priority: str | None = None
+    created_ms: int | None = None
+    started_ms: int | None = None
+    completed_ms: int | None = None
+    failed_ms: int | None = None
+    error: str | None = None
+    outcome_ms: int | None = None
+    processing_ms: int | None = None
+    attempt: int | None = None
+    starts: int = 0
     entered_ms: int | None = None  # set when the flush moved the job into a new state
     changed: bool = False  # the flush applied an event (the state may be unchanged)
 
@@ -125,7 +140,9 @@ class _Track:
         if known is None or known.record is None:
             return cls(None, known.expires_at_s if known else None)
         r = known.record
-        return cls(r, known.expires_at_s, r.state, r.ts_ms, r.rank, r.queue, list(r.event_ids))
+        return cls(r, known.expires_at_s, r.state, r.ts_ms, r.rank, r.queue, list(r.event_ids), r.kind, r.priority,
+                   r.created_ms, r.started_ms, r.completed_ms, r.failed_ms, r.error, r.outcome_ms, r.processing_ms,
+                   r.attempt, r.starts)
 
 
 def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]], max_bytes: int) -> list[Entry]:
@@ -166,6 +183,8 @@ class Flush:
         self.minutes: dict[tuple[str, int], _MinuteTally] = {}
         self.entries = 0
         self.last_entry_id: str | None = None
+        self.notes = QueueNotes(cfg.keys, cfg.partition, cfg.recent_jobs, cfg.recent_failures)
+        self.noted: list[Event] = []  # applied events whose type is in NOTED, for self.notes
 
     def jobs_to_read(self, entries: list[Entry], cache: JobCache, now_s: float) -> list[str]:
         """Jobs of ``entries`` whose stored state this flush does not know yet."""
@@ -177,7 +196,7 @@ class Flush:
         """Fold ``entries``; every job they name is in ``self.tracks`` or ``cache``."""
         fx, cfg = self.fx, self.cfg
         wm = cfg.keys.watermark(cfg.partition)
-        tracks, minutes = self.tracks, self.minutes
+        tracks, minutes, noted = self.tracks, self.minutes, self.noted
         events = duplicates = clamped = 0
         max_age_ms = max(cfg.retention_s.values()) * 1000
         for entry_id, arrival_ms, item in entries:
@@ -210,8 +229,10 @@ class Flush:
             if tally is None:
                 tally = minutes[item.queue, minute] = _MinuteTally(_alive_bits(minute, arrival_ms // 1000, cfg))
             _fold_counts(tally, item)
-            if item.type in FAILURES and item.error_message is not None:
-                _fold_error(fx, item, cfg)
+            if item.type in NOTED:  # failures, archived and restored: a few per job at most
+                if item.type in FAILURES and item.error_message is not None:
+                    _fold_error(fx, item, cfg)
+                noted.append(item)
             _advance(track, item)
         for fld, n in ((schema.WM_EVENTS, events), (schema.WM_DUPLICATES, duplicates), (schema.WM_CLAMPED, clamped)):
             if n:
@@ -225,6 +246,7 @@ class Flush:
         for job_id, track in self.tracks.items():
             _fold_job(self.fx, job_id, track, self.cfg, cache, now_s)
         _roll_up(self.fx, self.minutes, self.cfg)
+        self.notes.write(self.fx, self.tracks, self.noted)
         return self.fx
 
 
@@ -241,16 +263,44 @@ def fold(entries: list[Entry], prior: dict[str, JobRecord], cfg: FoldConfig, now
 
 
 def _advance(track: _Track, ev: Event) -> None:
-    """Move a job to the state of ``ev`` if ``ev`` is its latest event so far."""
+    """Apply ``ev`` to its job: the state if ``ev`` is its latest event so far, and the fields of
+    hammerwork-web's job views (JobRecord). Those take the smallest creation time, the largest other
+    times, the latest event by (time, rank), the starts added up, ties keeping what came first: the
+    record is the same however the events are split into flushes (and, but for ties, in any order).
+    """
     track.event_ids.append(ev.event_id)
     track.changed = True
-    rank = LIFECYCLE_RANK[ev.type]
-    if track.state is not None and (ev.ts_ms, rank) <= (track.ts_ms, track.rank):
+    kind, ts = ev.type, ev.ts_ms
+    if kind == "started":
+        track.starts += 1
+        if track.started_ms is None or ts > track.started_ms:
+            track.started_ms = ts
+    elif kind == "enqueued":
+        if track.created_ms is None or ts < track.created_ms:
+            track.created_ms, track.priority = ts, ev.priority
+    elif kind in OUTCOMES:
+        if kind == "completed":
+            if track.completed_ms is None or ts > track.completed_ms:
+                track.completed_ms = ts
+        elif track.failed_ms is None or ts > track.failed_ms:
+            track.failed_ms, track.error = ts, ev.error.message[:ERROR_CHARS] if ev.error is not None else None
+        if ev.processing_ms is not None and (track.outcome_ms is None or ts > track.outcome_ms):
+            track.outcome_ms, track.processing_ms = ts, ev.processing_ms
+    attempt = ev.attempt
+    if ev.error is not None and ev.error.retry_attempt is not None and (attempt is None or
+                                                                        ev.error.retry_attempt > attempt):
+        attempt = ev.error.retry_attempt
+    if attempt is not None and (track.attempt is None or attempt > track.attempt):
+        track.attempt = attempt
+    rank = LIFECYCLE_RANK[kind]
+    if track.state is not None and (ts, rank) <= (track.ts_ms, track.rank):
         return  # older than what is applied: counted, but no gauge change
-    state = STATE_AFTER[ev.type]
+    state = STATE_AFTER[kind]
     if track.state != state or track.queue != ev.queue:
-        track.entered_ms = ev.ts_ms
-    track.state, track.ts_ms, track.rank, track.queue = state, ev.ts_ms, rank, ev.queue
+        track.entered_ms = ts
+    track.state, track.ts_ms, track.rank, track.queue, track.kind = state, ts, rank, ev.queue, kind
+    if track.created_ms is None:  # no enqueue seen: the latest event's priority
+        track.priority = ev.priority
 
 
 def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: JobCache, now_s: float) -> None:
@@ -274,7 +324,10 @@ def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: J
             fx.gauge_add(new[0], new[1], job_id, track.entered_ms)
             if new[1] == schema.PENDING:
                 fx.oldest[new[0]] = new[2]
-    record = JobRecord(track.state, track.ts_ms, track.rank, track.queue, track.event_ids)
+    t = track
+    record = JobRecord(track.state, t.ts_ms, t.rank, t.queue, t.event_ids, t.kind, t.priority, t.created_ms,
+                       t.started_ms, t.completed_ms, t.failed_ms, t.error, t.outcome_ms, t.processing_ms, t.attempt,
+                       t.starts)
     # A finished job is kept only as long as duplicates of its events may arrive.
     finished = track.state == FINISHED
     ttl_s = cfg.dedup_window_s if finished else cfg.job_ttl_s

@@ -23,27 +23,54 @@ from aggregator import schema
 _EXPIRY_MARGIN_S = 30
 # Removals remembered for :meth:`JobCache.forgotten_since`; a state read longer ago is read again.
 _FORGOTTEN_KEPT = 64
+ERROR_CHARS = 500  # of an error message kept in a job's record
+_SHARED = {s: s for s in ("enqueued", "started", "completed", "failed", "retried", "dead", "timed_out", "cancelled",
+                          "archived", "restored", "background", "low", "normal", "high", "critical")}
 
 
 @dataclass(slots=True)
 class JobRecord:
-    """A job's latest applied state and the event ids applied to it."""
+    """A job's latest applied state and the event ids applied to it, and what its events told of it
+    for hammerwork-web's job views (api/jobs_store.py).
+
+    The fields from ``kind`` on are None where no applied event told them, and in a record stored
+    before they existed (its five-field form still decodes). Folding (``fold._advance``) updates
+    them event by event with rules that do not depend on how the events are split into flushes.
+    """
 
     state: str
     ts_ms: int
     rank: int
     queue: str
     event_ids: list[str]
+    kind: str | None = None  # type of the latest event (by time, then lifecycle rank)
+    priority: str | None = None  # of the earliest enqueued event; else of the latest event
+    created_ms: int | None = None  # time of the earliest enqueued event
+    started_ms: int | None = None  # of the latest started event
+    completed_ms: int | None = None  # of the latest completed event
+    failed_ms: int | None = None  # of the latest failed, timed_out or dead event
+    error: str | None = None  # that failure's error message, cut to ERROR_CHARS
+    outcome_ms: int | None = None  # time of the latest outcome that carried processing_time_ms
+    processing_ms: int | None = None  # its processing_time_ms
+    attempt: int | None = None  # the largest attempt (or error.retry_attempt) any event gave
+    starts: int = 0  # started events applied
 
     def encode(self) -> bytes:
-        """The stored form: a JSON array."""
-        return orjson.dumps([self.state, self.ts_ms, self.rank, self.queue, self.event_ids])
+        """The stored form: a JSON array, the fields in order."""
+        return orjson.dumps([self.state, self.ts_ms, self.rank, self.queue, self.event_ids, self.kind, self.priority,
+                             self.created_ms, self.started_ms, self.completed_ms, self.failed_ms, self.error,
+                             self.outcome_ms, self.processing_ms, self.attempt, self.starts])
 
     @classmethod
     def decode(cls, raw: bytes) -> JobRecord:
-        """Parse the stored form."""
-        state, ts_ms, rank, queue, event_ids = orjson.loads(raw)
-        return cls(state, ts_ms, rank, queue, event_ids)
+        """Parse the stored form (the first five fields, or all of them)."""
+        record = cls(*orjson.loads(raw))
+        # one shared string per event type and priority, not one per record held in memory
+        if record.kind is not None:
+            record.kind = _SHARED.get(record.kind, record.kind)
+        if record.priority is not None:
+            record.priority = _SHARED.get(record.priority, record.priority)
+        return record
 
 
 @dataclass(slots=True)

@@ -84,6 +84,15 @@ class Keys:
         """One job's latest state and the event ids applied to it (a JSON array, see jobcache.py)."""
         return f"{self.tag(p)}:job:{job_id}"
 
+    def recent_jobs(self, p: int, queue: str) -> str:
+        """Sorted set of the ids of a queue's most recently active jobs, scored by their latest event (ms),
+        capped; each job's record is :meth:`job`."""
+        return f"{self.tag(p)}:recent:{queue}"
+
+    def recent_failures(self, p: int, queue: str) -> str:
+        """Sorted set of a queue's latest failures (JSON, see aggregator/recent.py) scored by event ms, capped."""
+        return f"{self.tag(p)}:failures:{queue}"
+
     def pending(self, p: int, queue: str) -> str:
         """Sorted set of a queue's pending jobs scored by when they became pending (ms)."""
         return f"{self.tag(p)}:pending:{queue}"

@@ -84,6 +84,8 @@ class PartitionPipeline:
             dedup_window_s=settings.dedup_window_s,
             job_ttl_s=settings.job_ttl_s,
             future_tolerance_ms=settings.future_tolerance_s * 1000,
+            recent_jobs=settings.recent_jobs_per_queue,
+            recent_failures=settings.recent_failures_per_queue,
         )
         self.cache = JobCache(settings.job_cache_size)
         # bucket key -> the EXPIREAT this owner has already sent for it (a bucket's expiry never changes)

@@ -20,6 +20,7 @@ PT_SKETCH, WT_SKETCH = "ps:", "ws:"  # ps:<bin>: DDSketch bins (buckets only)
 PT_HIST, WT_HIST = "ph:", "wh:"  # ph:<i>: Prometheus histogram buckets (totals only)
 JOB_TYPE = "t:"  # t:<event_type>:<job_type> (totals only)
 FIRST_MS, LAST_MS = "first_ms", "last_ms"  # event times of the first and last event (totals only)
+LAST_OF = "last:"  # last:<event_type>: event time of the latest archived/restored event (totals and summary)
 MAX_FIELDS = frozenset({PT_MAX, WT_MAX})  # merged by max, not by sum
 SUM_FIELDS = frozenset({PT_SUM, PT_N, WT_SUM, WT_N})
 
@@ -50,3 +51,5 @@ OP_JOB = "J"  # (key no., value, ttl s or 0 to keep the TTL) triples: SET a job'
 OP_EXPIREAT = "E"  # (key no., epoch s) pairs
 OP_EXPIRE = "T"  # (key no., seconds) pairs
 OP_DEADLETTER = "D"  # cap, then (source id, reason, entry) triples: XADD to the dead-letter stream
+OP_CAPPED = "C"  # cap, then score/member pairs: ZADD, keep the cap highest scores
+

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     max_entry_bytes: int = Field(default=64 * 1024, ge=1024)
     dedup_window_s: int = Field(default=600, ge=1)
     job_ttl_s: int = Field(default=7 * 86_400, ge=60, description="Expiry of an unfinished job's state.")
+    recent_jobs_per_queue: int = Field(
+        default=100, ge=0, le=100_000,
+        description="Jobs per queue whose latest state and times are kept for /api/jobs (0: none).")
+    recent_failures_per_queue: int = Field(
+        default=50, ge=0, le=100_000, description="Failures per queue kept with their error message (0: none).")
     future_tolerance_s: int = Field(default=300, ge=0)
     minute_retention_s: int = Field(default=48 * 3600, ge=60)
     hour_retention_s: int = Field(default=90 * 86_400, ge=3600)

@@ -112,7 +112,8 @@ class AuthMiddleware:
         self._verified: dict[bytes, str] = {}  # sha256(user:password) -> user, so bcrypt runs once per login
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.credentials.configured or scope["path"] in OPEN_PATHS:
+        # a WebSocket upgrade (/ws) is checked like any request: its handshake carries the same headers
+        if scope["type"] not in ("http", "websocket") or not self.credentials.configured or scope["path"] in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         client = scope["client"][0] if scope.get("client") else "unknown"
@@ -121,12 +122,13 @@ class AuthMiddleware:
         if wait_s:
             response = _refusal(429, f"too many failed logins from {client}; retry in {wait_s:.0f} s",
                                 {"Retry-After": str(int(wait_s) + 1)})
-            await response(scope, receive, send)
+            await _refuse(response, scope, receive, send)
             return
         headers = dict(scope["headers"])
         key, basic = headers.get(self.header), headers.get(b"authorization", b"")
         if key is None and not basic.lower().startswith(b"basic "):
-            await _refusal(401, "authentication required: an API key header or HTTP Basic")(scope, receive, send)
+            await _refuse(_refusal(401, "authentication required: an API key header or HTTP Basic"), scope, receive,
+                          send)
             return
         if (key is not None and self._key_ok(key)) or (basic and await self._basic_ok(basic)):
             self.lockout.succeeded(client)
@@ -134,7 +136,7 @@ class AuthMiddleware:
             return
         self.lockout.failed(client, now)
         log.warning("failed login from %s", client)
-        await _refusal(401, "invalid credentials")(scope, receive, send)
+        await _refuse(_refusal(401, "invalid credentials"), scope, receive, send)
 
     def _key_ok(self, key: bytes) -> bool:
         digest = hashlib.sha256(key).hexdigest()
@@ -159,6 +161,15 @@ class AuthMiddleware:
             self._verified.clear()
         self._verified[remembered] = user
         return True
+
+
+async def _refuse(response: JSONResponse, scope: Scope, receive: Receive, send: Send) -> None:
+    """Send a refusal; a WebSocket handshake gets it as its HTTP answer where the server can send one
+    (the denial-response extension), else is closed with 1008 (policy violation: the client sees 403)."""
+    if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008, "reason": "authentication required"})
+        return
+    await response(scope, receive, send)
 
 
 def _refusal(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
 from aggregator.settings import Settings
+from api.hammerwork import DEFAULT_LIMIT, MAX_LIMIT
 from api.query import StatsQuery, build_query, parse_queues
 from api.report import Reporter
 from api.state import AppState
@@ -73,8 +75,29 @@ async def get_query(
     return build_query(start, end, queues, granularity, int((await get_state(request)).clock()))
 
 
+@dataclass(frozen=True)
+class Paging:
+    """hammerwork-web's pagination parameters, checked."""
+
+    page: int
+    limit: int
+    offset: int | None
+
+
+async def get_paging(
+    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page, from 1.")] = 1,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page (hammerwork-web: default 50, "
+                                                                 "at most 1000).")] = DEFAULT_LIMIT,
+    offset: Annotated[int | None, Query(ge=0, le=100_000_000,
+                                        description="Items to skip; default (page − 1) × limit.")] = None,
+) -> Paging:
+    """The ``page``, ``limit`` and ``offset`` parameters."""
+    return Paging(page, limit, offset)
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[StatsStore, Depends(get_store)]
 ReporterDep = Annotated[Reporter, Depends(get_reporter)]
 QueuesDep = Annotated[list[str] | None, Depends(get_queues)]
 QueryDep = Annotated[StatsQuery, Depends(get_query)]
+PagingDep = Annotated[Paging, Depends(get_paging)]

@@ -35,6 +35,16 @@ BAD_PARAMETER = error_doc(
 )
 
 
+NOT_FOUND = error_doc("No such queue or job: jobpulse has never seen it, or no longer remembers it.")
+READ_ONLY_TEXT = "Refused: jobpulse serves read-only statistics (hammerwork-web's changing routes are hammerwork's)."
+
+
+def read_only(what: str) -> JSONResponse:
+    """405 in the envelope: jobpulse only reads statistics, it cannot ``what``."""
+    return failure(405, f"jobpulse serves read-only statistics: it cannot {what}; do that through hammerwork "
+                        "itself (its own API or hammerwork-web)")
+
+
 def ok(data: BaseModel | list[Any]) -> Response:
     """A successful envelope, serialised once.
 

@@ -18,7 +18,7 @@ from aggregator.settings import Settings
 from api.accesslog import truncate_access_log
 from api.auth import AuthMiddleware, Credentials
 from api.envelope import install_error_handlers
-from api.routers import dashboard, metrics, probes, stats, stream
+from api.routers import archive, dashboard, jobs, metrics, probes, queues, stats, stream, system, ws
 from api.routers.dashboard import STATIC_DIR
 from api.state import AppState, PartitionCount, StreamSlots
 
@@ -80,6 +80,12 @@ def create_app(settings: Settings, target: RedisTarget | None = None,
     install_error_handlers(app)
     app.include_router(stats.router)
     app.include_router(stream.router)
+    # hammerwork-web's other routes, so its dashboard and API clients work (docs/hammerwork.md)
+    app.include_router(queues.router)
+    app.include_router(jobs.router)
+    app.include_router(archive.router)
+    app.include_router(system.router)
+    app.include_router(ws.router)
     app.include_router(metrics.router)
     app.include_router(probes.router)
     app.include_router(dashboard.router)

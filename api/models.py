@@ -90,6 +90,10 @@ class SystemOverview(BaseModel):
     dead_letter_stream_length: int = Field(
         ge=0, description="Entries kept in the dead-letter streams now (capped per partition at DEADLETTER_MAXLEN)."
     )
+    # the names hammerwork-web's dashboard reads (dashboard.js), same values
+    error_rate: float = Field(description="Same as overall_error_rate.")
+    throughput: float = Field(description="Same as overall_throughput (per minute).")
+    avg_processing_time: float = Field(description="Same as avg_processing_time_ms.")
 
 
 class QueueStats(BaseModel):

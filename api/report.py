@@ -136,6 +136,8 @@ class Reporter:
     def _overview(self, now: Now, window: Window) -> SystemOverview:
         t, w = now.counts, now.window_tally
         applied = max((p.applied_ms for p in now.partitions if p.applied_ms), default=None)
+        throughput, error_rate = stats.per_minute(w.outcomes, window.span_s), stats.error_rate(w)
+        avg_processing_ms = stats.avg_processing_ms(w)
         # built without re-validation: the most polled route, and every field is typed here
         return built(
             SystemOverview,
@@ -146,9 +148,9 @@ class Reporter:
             completed_jobs=t.count("completed"),
             failed_jobs=t.count("failed", "timed_out"),
             dead_jobs=t.count("dead"),
-            overall_throughput=stats.per_minute(w.outcomes, window.span_s),
-            overall_error_rate=stats.error_rate(w),
-            avg_processing_time_ms=stats.avg_processing_ms(w),
+            overall_throughput=throughput,
+            overall_error_rate=error_rate,
+            avg_processing_time_ms=avg_processing_ms,
             system_health=self._health(now),
             uptime_seconds=max(0, int(self.now_s - self.started_s)),
             last_updated=utc(applied / 1000 if applied else self.now_s),
@@ -166,6 +168,9 @@ class Reporter:
             dropped_by_emitters=sum(w.dropped for w in now.workers),
             active_workers=sum(1 for w in now.workers if rules.is_active(w, self.now_ms)),
             dead_letter_stream_length=sum(p.deadletter_length for p in now.partitions),
+            error_rate=error_rate,
+            throughput=throughput,
+            avg_processing_time=avg_processing_ms,
         )
 
     def _health(self, now: Now) -> SystemHealth:

@@ -40,3 +40,42 @@ def spawn_aggregator(settings: Settings, *args: str, batch_size: int = 300) -> s
                JOBPULSE_BATCH_SIZE=str(batch_size), JOBPULSE_MAX_FLUSH_ENTRIES=str(4 * batch_size))
     return subprocess.Popen([sys.executable, "-m", "aggregator", "aggregate", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+_KINDS = {
+    "unsigned integer": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "any": lambda v: True,
+    "RFC 3339 date-time string": lambda v: isinstance(v, str) and "T" in v,
+    "null": lambda v: v is None,
+}
+
+
+def check_shape(value: object, shape: object, named: dict[str, object], where: str = "body") -> None:
+    """Assert ``value`` has ``shape``: a dict of fields, ``{"list_of": s}``, ``{"object_of": s}``, the name
+    of a shape in ``named``, or kinds joined by " or " (keys starting with "_" are notes)."""
+    if isinstance(shape, str) and shape in named:
+        check_shape(value, named[shape], named, where)
+    elif isinstance(shape, dict) and "list_of" in shape:
+        assert isinstance(value, list), f"{where}: {value!r} is not a list"
+        for i, item in enumerate(value):
+            check_shape(item, shape["list_of"], named, f"{where}[{i}]")
+    elif isinstance(shape, dict) and "object_of" in shape:
+        if value is None and shape.get("_or_null"):
+            return
+        assert isinstance(value, dict), f"{where}: {value!r} is not an object"
+        assert set(shape.get("_keys", value)) <= set(value), f"{where}: keys {sorted(value)}"
+        for key, item in value.items():
+            check_shape(item, shape["object_of"], named, f"{where}.{key}")
+    elif isinstance(shape, dict):
+        assert isinstance(value, dict), f"{where}: {value!r} is not an object"
+        for key, sub in shape.items():
+            if not key.startswith("_"):
+                assert key in value, f"{where}.{key} missing"
+                check_shape(value[key], sub, named, f"{where}.{key}")
+    else:
+        assert isinstance(shape, str), f"{where}: bad shape {shape!r}"
+        assert any(_KINDS[kind](value) for kind in shape.split(" or ")), f"{where}: {value!r} is not {shape}"

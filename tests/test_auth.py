@@ -39,7 +39,8 @@ def _client(settings: Settings, redis_url: str, host: str = "10.0.0.1") -> TestC
 def test_everything_but_the_probes_needs_credentials(secured: Settings, redis_url: str) -> None:
     with _client(secured, redis_url) as api:
         for path in ("/api/stats/overview", "/api/stats/detailed", "/metrics", "/", "/static/app.js",
-                     "/api/stats/stream", "/openapi.json"):
+                     "/api/stats/stream", "/openapi.json", "/api/queues", "/api/jobs", "/api/jobs/x",
+                     "/api/stats/throughput", "/api/archive/stats"):
             response = api.get(path)
             assert response.status_code == 401, path
             assert response.headers["www-authenticate"] == 'Basic realm="jobpulse"'

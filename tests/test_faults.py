@@ -232,7 +232,10 @@ def test_burst_of_a_million_events_is_caught_up_in_bounded_memory(settings: Sett
     proc.wait(timeout=30)
     early = max(mb for done, mb in rss_mb if 0 < done <= total // 5)  # once it is folding
     peak = max(mb for _, mb in rss_mb)
-    assert peak < 300 and peak - early < 50, (early, peak)  # memory follows the batch, not the backlog
+    # Memory follows the batch and the bounded job cache, not the backlog. The cache's records carry the
+    # fields of hammerwork-web's job views (about 100 bytes more per cached job: 43.7 MB growth measured
+    # here before them, 53.3 MB with them), hence 60, not 50.
+    assert peak < 300 and peak - early < 60, (early, peak)
     assert_exact(client, settings, expected)
     with TestClient(create_app(settings)) as api:
         health = api.get("/api/stats/health").json()["data"]

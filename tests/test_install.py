@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.slow  # a pip install, about 10 s with a warm pip cache
 ROOT = Path(__file__).resolve().parents[1]
-SERVER_ONLY = ("fastapi", "uvicorn", "fakeredis", "rich", "bcrypt", "prometheus_client", "starlette")
+SERVER_ONLY = ("fastapi", "uvicorn", "fakeredis", "rich", "bcrypt", "prometheus_client", "starlette", "websockets")
 
 CHECK = """
 import importlib.util, sys

@@ -69,3 +69,10 @@ def test_forgotten_since_is_unknown_for_a_generation_older_than_it_remembers() -
     assert cache.forgotten_since(start) is None
     recent = cache.forgotten_since(cache.generation - 3)
     assert recent == [{"j97"}, {"j98"}, {"j99"}]
+
+
+def test_a_record_with_the_job_fields_round_trips_and_the_five_field_form_still_decodes() -> None:
+    full = JobRecord("A", 2_000, 2, "q", ["e1"], "failed", "high", 1_000, 1_500, None, 2_000, "boom", 2_000, 40,
+                     2, 1)
+    assert JobRecord.decode(full.encode()) == full
+    assert JobRecord.decode(b'["P",1000,0,"q",["e1"]]') == JobRecord("P", 1_000, 0, "q", ["e1"])

@@ -129,6 +129,10 @@ while i <= n do
       redis.call('XADD', key, 'MAXLEN', '~', ARGV[first], '*',
         'source_id', ARGV[j], 'reason', ARGV[j + 1], 'entry', ARGV[j + 2])
     end
+  elseif code == 'C' then
+    -- a capped sorted set: add, then drop all but the cap highest scores (nothing when within the cap)
+    redis.call('ZADD', key, unpack(ARGV, first + 1, last))
+    redis.call('ZREMRANGEBYRANK', key, 0, -tonumber(ARGV[first]) - 1)
   else
     return redis.error_reply('BADOP ' .. tostring(code))
   end

@@ -11,9 +11,10 @@ from fastapi.responses import Response
 
 from api.deps import QUEUES_HELP, QueryDep, QueuesDep, ReporterDep, get_reporter
 from api.envelope import BAD_PARAMETER, error_doc, ok, redis_problem
+from api.hammerwork_models import Throughput, ThroughputPoint
 from api.health import unreachable
 from api.models import ApiResponse, DetailedStats, HourlyTrend, SystemHealth, SystemOverview
-from api.query import parse_queues
+from api.query import BadParameter, StatsQuery, parse_queues
 from api.report import OFFLOAD_POINTS, OFFLOAD_QUEUES, utc
 
 router = APIRouter(prefix="/api/stats", tags=["stats"],
@@ -55,3 +56,22 @@ async def health(reporter: ReporterDep, queues: QueuesDep) -> Response:
         return ok(await reporter.health(queues))
     except (redis.RedisError, OSError) as exc:
         return ok(unreachable(utc(reporter.now_s), redis_problem(exc)))
+
+
+# the periods hammerwork-web's dashboard asks for -> (span, granularity)
+PERIODS = {"1h": (3600, "minute"), "24h": (86_400, "hour"), "7d": (7 * 86_400, "hour")}
+
+
+@router.get("/throughput", response_model=ApiResponse[Throughput])
+async def throughput(reporter: ReporterDep, period: Annotated[str, Query(
+        description="1h (minute points), 24h or 7d (hour points).", json_schema_extra={"enum": list(PERIODS)})] = "24h",
+        queues: Annotated[list[str] | None, Query(description=QUEUES_HELP)] = None) -> Response:
+    """The throughput chart: outcomes per minute in each bucket of the period up to now (as /trends)."""
+    if period not in PERIODS:
+        raise BadParameter("period", f"{period!r} is not one of {', '.join(PERIODS)}")
+    span_s, granularity = PERIODS[period]
+    end_s = int(reporter.now_s)
+    query = StatsQuery(end_s - span_s, end_s, parse_queues(queues), granularity, explicit_range=True)
+    reporter.check_trends(query)
+    points = [ThroughputPoint(timestamp=t.hour, value=t.throughput) for t in await reporter.trends(query)]
+    return ok(Throughput(period=period, granularity=granularity, datapoints=points))
