@@ -84,7 +84,7 @@ class Effects:
         """Queue a rejected entry for the dead-letter stream."""
         self.deadletters.append((source_id, reason, raw))
 
-    def encode(self, fixed_keys: list[str], oldest_key: str, deadletter_key: str,
+    def encode(self, fixed_keys: list[str], oldest_key: str, backlog_key: str, deadletter_key: str,
                deadletter_cap: int) -> tuple[list[str], list[Arg]]:
         """KEYS (``fixed_keys`` first) and the flat op list: ``code, key no., item count, items...``."""
         keys = list(fixed_keys)
@@ -122,7 +122,8 @@ class Effects:
                  [self.gauge_of[key]])
         if self.oldest:
             # each item pair names a pending set and its queue
-            emit(f.OP_OLDEST, oldest_key, [x for key, q in self.oldest.items() for x in (key_no(key), q)], 2)
+            emit(f.OP_OLDEST, oldest_key, [x for key, q in self.oldest.items() for x in (key_no(key), q)], 2,
+                 [key_no(backlog_key)])
         pairs(f.OP_INCR, self.incr)
         pairs(f.OP_MAX, self.hmax)
         pairs(f.OP_MIN, self.hmin)

@@ -80,6 +80,10 @@ class Keys:
         """Sorted set of queue -> when its oldest pending job became pending (ms)."""
         return f"{self.tag(p)}:oldest"
 
+    def backlog(self, p: int) -> str:
+        """Sorted set of queue -> its pending jobs, for the queues that have any (the backlog alert's index)."""
+        return f"{self.tag(p)}:backlog"
+
     def job(self, p: int, job_id: str) -> str:
         """One job's latest state and the event ids applied to it (a JSON array, see jobcache.py)."""
         return f"{self.tag(p)}:job:{job_id}"

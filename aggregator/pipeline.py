@@ -109,7 +109,29 @@ class PartitionPipeline:
         self._expiry_sent.clear()
         wm_id = self.client.hget(self.keys.watermark(self.p), schema.WM_ID)
         self.wm_id = self.read_id = wm_id.decode() if isinstance(wm_id, bytes) else "0-0"
+        self._index_backlog()
         self._cursor = _Cursor(self.wm_id)
+
+    def _index_backlog(self) -> None:
+        """Count each queue's pending jobs into the backlog index, which every apply then keeps.
+
+        The index is derived from the pending sets; building it whenever an
+        owner starts covers data written before it existed, and a count that a
+        flush still in flight changes is put right by that flush.
+        """
+        keys, p = self.keys, self.p
+        queues = [q.decode() for q in self.client.zrange(keys.oldest_pending(p), 0, -1)]  # type: ignore[union-attr]
+        pipe = self.client.pipeline(transaction=False)
+        for q in queues:
+            pipe.zcard(keys.pending(p, q))
+        counts = pipe.execute() if queues else []
+        index = {q: n for q, n in zip(queues, counts, strict=True) if n}
+        # (a reader between the two finds no index and counts the pending sets itself)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.delete(keys.backlog(p))
+        if index:
+            pipe.zadd(keys.backlog(p), index)
+        pipe.execute()
 
     @property
     def idle(self) -> bool:
@@ -238,7 +260,7 @@ class PartitionPipeline:
         keys = self.keys
         fixed = [keys.lease(self.p), keys.watermark(self.p), keys.stream(self.p), keys.summary(self.p),
                  keys.oldest_pending(self.p)]
-        key_list, ops = fx.encode(fixed, keys.oldest_pending(self.p), keys.deadletter(self.p),
+        key_list, ops = fx.encode(fixed, keys.oldest_pending(self.p), keys.backlog(self.p), keys.deadletter(self.p),
                                   self.settings.deadletter_maxlen)
         new_wm = flush.last_entry_id or self.wm_id
         args: list[Any] = [self.lease_value, self.wm_id, new_wm, flush.entries, int(now_s * 1000), *ops]

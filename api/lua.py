@@ -84,7 +84,7 @@ return out
 
 # PARTITION: one partition now, whatever the number of queues.
 # KEYS: summary, oldest-pending zset, queues set, watermark, stream, dead-letter stream, lease,
-#       workers, then the window's partition-wide buckets (n, then m candidates).
+#       workers, backlog index, then the window's partition-wide buckets (n, then m candidates).
 # ARGV: backlog threshold, pending key prefix (queue name appended), the window's start (ms), then n, m
 #       and the candidates' minute starts. The window is not read when the partition's last event is older.
 # Reply: summary values of SUMMARY_FIELDS ('' when absent), {oldest queue, score} or {},
@@ -100,15 +100,19 @@ local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
 local newest = redis.call('XREVRANGE', KEYS[5], '+', '-', 'COUNT', 1)
 local window = {}
 if (tonumber(summary[#summary]) or 0) >= tonumber(ARGV[3]) then  -- summary: ..., first_ms, last_ms
-  add_range(window, KEYS, 9, tonumber(ARGV[4]), tonumber(ARGV[5]), 6, KEYS[4])
+  add_range(window, KEYS, 10, tonumber(ARGV[4]), tonumber(ARGV[5]), 6, KEYS[4])
 end
 -- a queue can hold more than the threshold only if its whole partition does: the per-queue look is
 -- skipped in the usual case, and otherwise bounded by the queues that have pending jobs
 local backlog, threshold = {}, tonumber(ARGV[1])
 if (tonumber(summary[#summary - 3]) or 0) > threshold then  -- summary: ..., pending, running, first_ms, last_ms
-  for _, q in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-    local n = redis.call('ZCARD', ARGV[2] .. q)
-    if n > threshold then backlog[#backlog + 1] = q; backlog[#backlog + 1] = n end
+  if redis.call('EXISTS', KEYS[9]) == 1 then  -- the aggregator's index: only the queues over the threshold
+    backlog = redis.call('ZRANGEBYSCORE', KEYS[9], '(' .. threshold, '+inf', 'WITHSCORES')
+  else  -- data from before the index (until an owner builds it): count the pending sets
+    for _, q in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+      local n = redis.call('ZCARD', ARGV[2] .. q)
+      if n > threshold then backlog[#backlog + 1] = q; backlog[#backlog + 1] = n end
+    end
   end
 end
 return {summary, oldest, redis.call('SCARD', KEYS[3]), redis.call('HGETALL', KEYS[4]),

@@ -46,7 +46,7 @@ CHUNK_READS = 2000
 def _partition_keys(keys: Keys, p: int) -> tuple[str, ...]:
     """The fixed keys the PARTITION script reads, in its order."""
     return (keys.summary(p), keys.oldest_pending(p), keys.queues(p), keys.watermark(p), keys.stream(p),
-            keys.deadletter(p), keys.lease(p), keys.workers(p))
+            keys.deadletter(p), keys.lease(p), keys.workers(p), keys.backlog(p))
 
 
 _PARTITION, _QUEUES, _RANGE_SUMS = Script(lua.PARTITION), Script(lua.QUEUES), Script(lua.RANGE_SUMS)

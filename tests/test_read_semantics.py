@@ -140,3 +140,27 @@ def test_a_roll_up_far_behind_is_still_counted(settings: Settings, client: redis
                   "end": datetime.fromtimestamp(now_s, UTC).isoformat(), "granularity": "hour"}
         points = api.get("/api/stats/trends", params=params).json()["data"]
     assert [pt["completed"] for pt in points] == [10 + (int(now_s) - rolled) // 60]
+
+
+def test_backlog_alerts_name_the_queues_over_the_threshold_from_the_index(settings: Settings,
+                                                                          client: redis.Redis) -> None:
+    one = settings.model_copy(update={"partitions": 1, "backlog_warning": 2})
+    keys = Keys(one.key_prefix)
+    t_ms = int(time.time() * 1000) - 60_000
+    pending = {"big1": 3, "big2": 4, **{f"small{i}": 1 for i in range(5)}}
+    publish(client, keys, 1, [event(f"{q}-{n}", q, "enqueued", t_ms) for q, count in pending.items()
+                              for n in range(count)])
+    Aggregator(one, client).run(drain=True)
+    assert {q.decode(): int(n) for q, n in client.zrange(keys.backlog(0), 0, -1, withscores=True)} == pending
+
+    def alerts() -> dict[str, float]:
+        with TestClient(create_app(one)) as api:
+            found = api.get("/api/stats/overview").json()["data"]["system_health"]["alerts"]
+        return {a["queue"]: a["value"] for a in found if a["metric"] == "pending_count"}
+
+    assert alerts() == {"big1": 3, "big2": 4}
+    client.delete(keys.backlog(0))  # data from before the index: the API counts the pending sets itself
+    assert alerts() == {"big1": 3, "big2": 4}
+    client.zadd(keys.backlog(0), {"stale": 99})
+    Aggregator(one, client).run(drain=True)  # a new owner rebuilds the index from the pending sets
+    assert {q.decode(): int(n) for q, n in client.zrange(keys.backlog(0), 0, -1, withscores=True)} == pending

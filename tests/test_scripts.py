@@ -46,17 +46,23 @@ def test_an_unknown_op_is_refused(leased: Keys, client: redis.Redis) -> None:
 
 
 def test_gauges_count_what_the_sorted_sets_really_gained_and_lost(leased: Keys, client: redis.Redis) -> None:
-    pending = leased.pending(0, "q")
-    ops: list[object] = ["Z", 6, 5, "pending", 10, "a", 20, "b", "O", 5, 2, 6, "q"]
-    assert _apply(client, leased, "me:1", "0-0", ops, [pending]) == 0
+    pending, backlog = leased.pending(0, "q"), leased.backlog(0)
+    ops: list[object] = ["Z", 6, 5, "pending", 10, "a", 20, "b", "O", 5, 3, 7, 6, "q"]
+    assert _apply(client, leased, "me:1", "0-0", ops, [pending, backlog]) == 0
     assert client.hget(leased.summary(0), "pending") == b"2"
     assert client.zscore(leased.oldest_pending(0), "q") == 10
+    assert client.zscore(backlog, "q") == 2  # the backlog index follows the pending set
     # "a" again (already there) and "x" (never there) change nothing; "a" leaves
     client.hset(leased.watermark(0), "id", "0-0")
-    ops = ["R", 6, 3, "pending", "a", "x", "Z", 6, 3, "pending", 30, "b", "O", 5, 2, 6, "q"]
-    _apply(client, leased, "me:1", "0-0", ops, [pending])
+    ops = ["R", 6, 3, "pending", "a", "x", "Z", 6, 3, "pending", 30, "b", "O", 5, 3, 7, 6, "q"]
+    _apply(client, leased, "me:1", "0-0", ops, [pending, backlog])
     assert client.hget(leased.summary(0), "pending") == b"1"
     assert client.zscore(leased.oldest_pending(0), "q") == 30
+    assert client.zscore(backlog, "q") == 1
+    client.hset(leased.watermark(0), "id", "0-0")
+    ops = ["R", 6, 2, "pending", "b", "O", 5, 3, 7, 6, "q"]
+    _apply(client, leased, "me:1", "0-0", ops, [pending, backlog])
+    assert client.zscore(leased.oldest_pending(0), "q") is None and client.zscore(backlog, "q") is None
 
 
 def test_entries_trimmed_before_they_were_read_are_counted_lost(leased: Keys, client: redis.Redis) -> None:

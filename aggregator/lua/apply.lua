@@ -100,12 +100,17 @@ while i <= n do
     local g = ARGV[first]
     gauges[g] = (gauges[g] or 0) - redis.call('ZREM', key, unpack(ARGV, first + 1, last))
   elseif code == 'O' then
-    for j = first, last, 2 do
-      local head = redis.call('ZRANGE', KEYS[tonumber(ARGV[j])], 0, 0, 'WITHSCORES')
+    -- item 1 names the backlog index; then (pending set, queue) pairs
+    local backlog = KEYS[tonumber(ARGV[first])]
+    for j = first + 1, last, 2 do
+      local pending = KEYS[tonumber(ARGV[j])]
+      local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
       if #head == 0 then
         redis.call('ZREM', key, ARGV[j + 1])
+        redis.call('ZREM', backlog, ARGV[j + 1])
       else
         redis.call('ZADD', key, head[2], ARGV[j + 1])
+        redis.call('ZADD', backlog, redis.call('ZCARD', pending), ARGV[j + 1])
       end
     end
   elseif code == 'S' then
