@@ -181,9 +181,10 @@ class PartitionPipeline:
         """On the apply thread: read, parse, and read the states of jobs the owner does not hold.
 
         Reading those states here, behind the applies already queued, keeps the
-        folding thread from waiting on Redis. A state read is used only if the
-        cache has forgotten nothing since (see :attr:`JobCache.generation`):
-        then any job it did not hold has no write in flight or queued.
+        folding thread from waiting on Redis. A state read here is used only if
+        the cache has not held and forgotten that job since
+        (:meth:`JobCache.forgotten_since`): a job it never held meanwhile has no
+        write in flight or queued, so what Redis returned is still its state.
         """
         s = self.settings
         entries = parse_entries(self._read(self.keys.stream(self.p), cursor.after_id, s.batch_size),
