@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fakeredis
+import orjson
 import redis
 
+from aggregator.consumer import Aggregator
 from aggregator.keys import Keys, partition_of
 from aggregator.settings import Settings
 from tests.workload import Expected
@@ -79,3 +82,16 @@ def check_shape(value: object, shape: object, named: dict[str, object], where: s
     else:
         assert isinstance(shape, str), f"{where}: bad shape {shape!r}"
         assert any(_KINDS[kind](value) for kind in shape.split(" or ")), f"{where}: {value!r} is not {shape}"
+
+
+def drain_on_fakeredis(events: list[dict[str, object]], cfg: Settings,
+                       client: fakeredis.FakeRedis | None = None) -> fakeredis.FakeRedis:
+    """XADD ``events`` to a fakeredis (a fresh one unless given) and drain them with one aggregator."""
+    client = client or fakeredis.FakeRedis(server=fakeredis.FakeServer())
+    keys = Keys(cfg.key_prefix)
+    client.hset(keys.meta, "partitions", cfg.partitions)
+    for ev in events:
+        body = {k: v for k, v in ev.items() if k != "_ts_ms"}
+        client.xadd(keys.stream(partition_of(str(ev["queue_name"]), cfg.partitions)), {"event": orjson.dumps(body)})
+    Aggregator(cfg, client).run(drain=True)
+    return client

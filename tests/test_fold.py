@@ -7,7 +7,6 @@ import time
 import uuid
 
 import fakeredis
-import orjson
 import redis
 from fastapi.testclient import TestClient
 from hypothesis import example, given, settings
@@ -19,21 +18,11 @@ from aggregator.jobcache import JobRecord
 from aggregator.keys import Keys, partition_of
 from aggregator.settings import Settings
 from api.main import create_app
+from tests.helpers import drain_on_fakeredis
 from tests.workload import Expected, event, lifecycle, publish
 
 QUEUES = ["a", "b"]
 T0_MS = (int(time.time()) // 86_400 - 1) * 86_400_000  # yesterday: inside every retention, same all day
-
-
-def _run(events: list[dict[str, object]], cfg: Settings) -> fakeredis.FakeRedis:
-    client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    keys = Keys(cfg.key_prefix)
-    client.hset(keys.meta, "partitions", cfg.partitions)
-    for ev in events:
-        body = {k: v for k, v in ev.items() if k != "_ts_ms"}
-        client.xadd(keys.stream(partition_of(str(ev["queue_name"]), cfg.partitions)), {"event": orjson.dumps(body)})
-    Aggregator(cfg, client).run(drain=True)
-    return client
 
 
 @settings(max_examples=200, deadline=None)
@@ -61,7 +50,7 @@ def test_gauges_match_reference_model(seed: int, n_jobs: int, shuffle: bool, dup
     events.extend(dict(ev) for ev in rng.sample(events, int(len(events) * dup_fraction)))
     if shuffle:
         rng.shuffle(events)  # reorder (within each partition, too)
-    client = _run(events, cfg)
+    client = drain_on_fakeredis(events, cfg)
     keys = Keys(cfg.key_prefix)
     for q in QUEUES:
         p = partition_of(q, cfg.partitions)
@@ -99,7 +88,7 @@ def test_future_events_are_clamped_to_arrival_and_counted() -> None:
     arrival_guess_ms = int(time.time() * 1000)
     ev = {"event_id": "e1", "job_id": "j", "queue_name": "a", "event_type": "enqueued",
           "timestamp": "2999-01-01T00:00:00Z", "_ts_ms": 0}
-    client = _run([ev], cfg)
+    client = drain_on_fakeredis([ev], cfg)
     keys = Keys("clamp")
     assert client.hget(keys.watermark(0), "clamped") == b"1"
     stored = JobRecord.decode(client.get(keys.job(0, "j")) or b"").ts_ms
@@ -139,9 +128,9 @@ def test_the_same_events_split_by_count_or_by_time_store_the_same_stats(seed: in
     rng.shuffle(events)
     prefix = "split" + uuid.uuid4().hex[:6]
     # one flush per `per_flush` entries read `chunk` at a time, vs a flush for every chunk (a 1 ms interval)
-    by_count = _run(events, Settings(key_prefix=prefix, partitions=2, batch_size=chunk, max_flush_entries=per_flush,
-                                     flush_interval_ms=400))
-    by_time = _run(events, Settings(key_prefix=prefix, partitions=2, batch_size=chunk, flush_interval_ms=1))
+    common = {"key_prefix": prefix, "partitions": 2, "batch_size": chunk}
+    by_count = drain_on_fakeredis(events, Settings(**common, max_flush_entries=per_flush, flush_interval_ms=400))
+    by_time = drain_on_fakeredis(events, Settings(**common, flush_interval_ms=1))
     count_keys, time_keys = _stored(by_count, prefix), _stored(by_time, prefix)
     differing = {k: (v, time_keys.get(k)) for k, v in count_keys.items() if time_keys.get(k) != v}
     for k, (a, b) in list(differing.items()):

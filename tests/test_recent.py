@@ -21,23 +21,12 @@ from aggregator.jobcache import JobRecord
 from aggregator.keys import Keys, partition_of
 from aggregator.recent import failure_member, newest, newest_failures
 from aggregator.settings import Settings
+from tests.helpers import drain_on_fakeredis
 from tests.workload import event, lifecycle, publish
 
 T0_MS = (int(time.time()) // 86_400 - 1) * 86_400_000  # yesterday: inside every retention
 JOB_FIELDS = ("kind", "priority", "created_ms", "started_ms", "completed_ms", "failed_ms", "error", "outcome_ms",
               "processing_ms", "attempt", "starts")
-
-
-def _run(events: list[dict[str, object]], cfg: Settings,
-         client: fakeredis.FakeRedis | None = None) -> fakeredis.FakeRedis:
-    client = client or fakeredis.FakeRedis(server=fakeredis.FakeServer())
-    keys = Keys(cfg.key_prefix)
-    client.hset(keys.meta, "partitions", cfg.partitions)
-    for ev in events:
-        body = {k: v for k, v in ev.items() if k != "_ts_ms"}
-        client.xadd(keys.stream(partition_of(str(ev["queue_name"]), cfg.partitions)), {"event": orjson.dumps(body)})
-    Aggregator(cfg, client).run(drain=True)
-    return client
 
 
 def _record(client: fakeredis.FakeRedis, cfg: Settings, job_id: str, queue: str) -> JobRecord:
@@ -65,7 +54,7 @@ def test_a_jobs_record_holds_its_times_status_and_last_error() -> None:
         event("j", "q", "started", T0_MS + 40, attempt=2, priority="low"),
         event("j", "q", "completed", T0_MS + 50, processing_time_ms=7),
     ]
-    client = _run(events, cfg)
+    client = drain_on_fakeredis(events, cfg)
     assert _index(client, cfg, "q") == ["j"]
     record = _record(client, cfg, "j", "q")
     assert (record.state, record.ts_ms, record.rank, len(record.event_ids)) == ("F", T0_MS + 50, 2, 6)
@@ -79,7 +68,7 @@ def test_a_job_seen_without_its_enqueue_takes_its_latest_events_priority() -> No
     cfg = Settings(key_prefix="r", partitions=1)
     events = [event("j", "q", "started", T0_MS + 10, priority="low"),
               event("j", "q", "dead", T0_MS + 20, priority="critical", error={"message": "x", "retry_attempt": 4})]
-    record = _record(_run(events, cfg), cfg, "j", "q")
+    record = _record(drain_on_fakeredis(events, cfg), cfg, "j", "q")
     assert (record.priority, record.created_ms, record.attempt, record.kind) == ("critical", None, 4, "dead")
 
 
@@ -92,8 +81,8 @@ def test_the_records_are_the_same_in_one_flush_or_many_and_in_any_order(seed: in
     shuffled = list(events)
     rng.shuffle(shuffled)
     cfg = Settings(key_prefix="r", partitions=2, recent_jobs_per_queue=5, recent_failures_per_queue=3)
-    whole = _run(events, cfg.model_copy(update={"batch_size": 10_000}))
-    split = _run(shuffled, cfg.model_copy(update={"batch_size": chunk, "flush_interval_ms": 1}))
+    whole = drain_on_fakeredis(events, cfg.model_copy(update={"batch_size": 10_000}))
+    split = drain_on_fakeredis(shuffled, cfg.model_copy(update={"batch_size": chunk, "flush_interval_ms": 1}))
     for queue in ("a", "b"):
         assert _index(whole, cfg, queue) == _index(split, cfg, queue)
         failures = Keys("r").recent_failures(partition_of(queue, 2), queue)
@@ -107,7 +96,7 @@ def test_each_queue_keeps_only_its_newest_job_ids_and_failures() -> None:
     events = [e for i in range(8) for e in (
         event(f"j{i}", "q", "enqueued", T0_MS + 100 * i),
         event(f"j{i}", "q", "dead", T0_MS + 100 * i + 1, error={"message": f"boom {i}"}))]
-    client = _run(events, cfg)
+    client = drain_on_fakeredis(events, cfg)
     assert _index(client, cfg, "q") == ["j7", "j6", "j5"]
     failures = [orjson.loads(m) for m in client.zrevrange(Keys("r").recent_failures(0, "q"), 0, -1)]
     assert [(f[0], f[3]) for f in failures] == [("j7", "boom 7"), ("j6", "boom 6")]
@@ -118,7 +107,7 @@ def test_caps_of_zero_keep_no_index_but_the_records_and_archive_times() -> None:
     cfg = Settings(key_prefix="r", partitions=1, recent_jobs_per_queue=0, recent_failures_per_queue=0)
     events = [event("j", "q", "enqueued", T0_MS), event("j", "q", "dead", T0_MS + 1, error={"message": "x"}),
               event("j", "q", "archived", T0_MS + 2)]
-    client = _run(events, cfg)
+    client = drain_on_fakeredis(events, cfg)
     keys = Keys("r")
     assert not client.exists(keys.recent_jobs(0, "q"), keys.recent_failures(0, "q"))
     assert _record(client, cfg, "j", "q").error == "x"
@@ -130,7 +119,7 @@ def test_a_record_in_the_old_five_field_form_is_carried_on() -> None:
     cfg = Settings(key_prefix="r", partitions=1)
     client = fakeredis.FakeRedis(server=fakeredis.FakeServer())
     client.set(Keys("r").job(0, "j"), orjson.dumps(["R", T0_MS, 1, "q", ["e-old"]]))
-    client = _run([event("j", "q", "completed", T0_MS + 5, processing_time_ms=3)], cfg, client)
+    client = drain_on_fakeredis([event("j", "q", "completed", T0_MS + 5, processing_time_ms=3)], cfg, client)
     record = _record(client, cfg, "j", "q")
     assert (record.state, record.event_ids[0], record.kind, record.processing_ms) == ("F", "e-old", "completed", 3)
     assert (record.created_ms, record.starts, record.priority) == (None, 0, "normal")
