@@ -466,15 +466,17 @@ _STEP_S = list(GRANULARITY_S.values())
 
 
 def _merge(dst: _MinuteTally, t: _MinuteTally, lifetime: bool) -> None:
-    """Add ``t`` into ``dst``; the per-type counts and time bounds only for ``lifetime`` totals."""
+    """Add ``t`` into ``dst``: what totals keep for ``lifetime`` (per-type counts, time bounds),
+    else what buckets keep (maxima)."""
     adds = dst.adds
     for fld, n in t.adds.items():
         adds[fld] = adds.get(fld, 0) + n
-    maxes = dst.maxes
-    for fld, value in t.maxes.items():
-        if value > maxes.get(fld, -1):
-            maxes[fld] = value
-    if lifetime:
+    if not lifetime:
+        maxes = dst.maxes
+        for fld, value in t.maxes.items():
+            if value > maxes.get(fld, -1):
+                maxes[fld] = value
+    else:
         types = dst.types
         for fld, n in t.types.items():
             types[fld] = types.get(fld, 0) + n

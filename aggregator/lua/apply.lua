@@ -25,6 +25,16 @@ end
 -- the addition, and most bucket hashes take many fields at once. Lua numbers are
 -- doubles, so a sum that could lose a digit (2^53 or more) goes through HINCRBY.
 local EXACT = 9007199254740992
+
+-- The field names of the (field, value) pairs ARGV[first..last], and their stored values (one HMGET).
+local function stored_fields(key, first, last)
+  local names = {}
+  for j = first, last, 2 do
+    names[#names + 1] = ARGV[j]
+  end
+  return names, redis.call('HMGET', key, unpack(names))
+end
+
 local function incr(key, first, last)
   if last - first < 4 then
     for j = first, last, 2 do
@@ -32,11 +42,7 @@ local function incr(key, first, last)
     end
     return
   end
-  local names = {}
-  for j = first, last, 2 do
-    names[#names + 1] = ARGV[j]
-  end
-  local stored = redis.call('HMGET', key, unpack(names))
+  local names, stored = stored_fields(key, first, last)
   local pairs_out = {}
   for k = 1, #names do
     local base = stored[k] and tonumber(stored[k]) or 0
@@ -57,11 +63,7 @@ end
 -- Keeps the larger (or smaller) of the stored and given value of each (field, value)
 -- pair in ARGV[first..last]: one HMGET, then one HSET of the fields that change.
 local function keep_extreme(key, first, last, larger)
-  local names = {}
-  for j = first, last, 2 do
-    names[#names + 1] = ARGV[j]
-  end
-  local stored = redis.call('HMGET', key, unpack(names))
+  local names, stored = stored_fields(key, first, last)
   local changed = {}
   for k = 1, #names do
     local cur, value = tonumber(stored[k]), ARGV[first + 2 * k - 1]
