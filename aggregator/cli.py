@@ -229,6 +229,11 @@ def _bridge(settings: Settings, host: str | None, port: int | None, insecure: bo
     return 0
 
 
+def _exit_after_shutdown(signum: int, _: FrameType | None) -> None:
+    """SIGTERM once uvicorn has shut down: leave through the ``finally`` blocks, exit 0."""
+    raise SystemExit(0)
+
+
 def _serve(settings: Settings, demo: bool, host: str | None, port: int | None) -> int:
     import uvicorn
 
@@ -259,6 +264,9 @@ def _serve(settings: Settings, demo: bool, host: str | None, port: int | None) -
     print(f"jobpulse: try   curl -s http://{host}:{port}/api/stats/overview | python3 -m json.tool", flush=True)
     if demo:
         print("jobpulse: demo load generator running", flush=True)
+    # uvicorn shuts down gracefully on SIGTERM, then raises it again; left at its default, that
+    # would end the process before the cleanup below and orphan the embedded redis-server
+    signal.signal(signal.SIGTERM, _exit_after_shutdown)
     try:
         uvicorn.run(create_app(settings, target), host=host, port=port, log_level="warning",
                     timeout_graceful_shutdown=SHUTDOWN_GRACE_S, proxy_headers=False)

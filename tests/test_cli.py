@@ -1,4 +1,5 @@
-"""`jobpulse serve --demo` as a user runs it: no Redis URL, real numbers within 10 s; Ctrl-C stops it cleanly."""
+"""`jobpulse serve --demo` as a user runs it: no Redis URL, real numbers within 10 s; Ctrl-C or SIGTERM stops
+it cleanly."""
 
 from __future__ import annotations
 
@@ -39,8 +40,11 @@ def test_serve_demo_shows_completed_and_failed_jobs_within_10_s() -> None:
     assert b"store = embedded" in out
 
 
-def test_ctrl_c_stops_serve_cleanly_and_its_embedded_store_with_it() -> None:
-    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it: exit 0, no warning, no store left."""
+@pytest.mark.parametrize(("sig", "whole_group"), [(signal.SIGINT, True), (signal.SIGTERM, False)],
+                         ids=["ctrl-c-to-the-group", "sigterm-to-serve-alone"])
+def test_a_stop_signal_stops_serve_cleanly_and_its_embedded_store_with_it(sig: int, whole_group: bool) -> None:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it, or SIGTERM to serve alone, as a
+    service manager or `docker stop` sends it: exit 0, no warning, no store left."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBPULSE_")}
     proc = subprocess.Popen([sys.executable, "-m", "aggregator", "serve", "--demo", "--port", str(port)], env=env,
@@ -55,7 +59,10 @@ def test_ctrl_c_stops_serve_cleanly_and_its_embedded_store_with_it() -> None:
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, "serve --demo did not come up"
             time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGINT)
+        if whole_group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
         out, _ = proc.communicate(timeout=10)
     finally:
         if proc.poll() is None:
