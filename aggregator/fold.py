@@ -168,6 +168,11 @@ def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]],
     return out
 
 
+def job_ids(entries: list[Entry]) -> set[str]:
+    """The ids of the jobs whose events ``entries`` hold."""
+    return {item.job_id for _, _, item in entries if type(item) is Event}
+
+
 class Flush:
     """The writes of one flush of one partition, folded entry by entry.
 
@@ -186,11 +191,10 @@ class Flush:
         self.notes = QueueNotes(cfg.keys, cfg.partition, cfg.recent_jobs, cfg.recent_failures)
         self.noted: list[Event] = []  # applied events whose type is in NOTED, for self.notes
 
-    def jobs_to_read(self, entries: list[Entry], cache: JobCache, now_s: float) -> list[str]:
-        """Jobs of ``entries`` whose stored state this flush does not know yet."""
+    def jobs_to_read(self, ids: Iterable[str], cache: JobCache, now_s: float) -> list[str]:
+        """Jobs among ``ids`` (see :func:`job_ids`) whose stored state this flush does not know yet."""
         tracks = self.tracks
-        ids = {item.job_id for _, _, item in entries if isinstance(item, Event) and item.job_id not in tracks}
-        return cache.missing(ids, now_s)
+        return cache.missing([job_id for job_id in ids if job_id not in tracks], now_s)
 
     def add(self, entries: list[Entry], cache: JobCache) -> None:
         """Fold ``entries``; every job they name is in ``self.tracks`` or ``cache``."""
@@ -198,15 +202,15 @@ class Flush:
         wm = cfg.keys.watermark(cfg.partition)
         tracks, minutes, noted = self.tracks, self.minutes, self.noted
         events = duplicates = clamped = 0
-        max_age_ms = max(cfg.retention_s.values()) * 1000
+        max_age_ms, future_ms = max(cfg.retention_s.values()) * 1000, cfg.future_tolerance_ms
         for entry_id, arrival_ms, item in entries:
-            if isinstance(item, Rejected):
-                fx.dead_letter(entry_id, item.reason, item.raw)
-                fx.add(wm, schema.WM_DEAD_LETTERS)
-                continue
-            if isinstance(item, Heartbeat):
-                _fold_heartbeat(fx, cfg.keys.workers(cfg.partition), item, arrival_ms)
-                fx.add(wm, schema.WM_HEARTBEATS)
+            if type(item) is not Event:
+                if isinstance(item, Rejected):
+                    fx.dead_letter(entry_id, item.reason, item.raw)
+                    fx.add(wm, schema.WM_DEAD_LETTERS)
+                else:
+                    _fold_heartbeat(fx, cfg.keys.workers(cfg.partition), item, arrival_ms)
+                    fx.add(wm, schema.WM_HEARTBEATS)
                 continue
             track = tracks.get(item.job_id)
             if track is None:
@@ -214,23 +218,45 @@ class Flush:
             if item.event_id in track.event_ids:
                 duplicates += 1
                 continue
-            if item.ts_ms < arrival_ms - max_age_ms:
+            ts_ms = item.ts_ms
+            if ts_ms < arrival_ms - max_age_ms:
                 # no bucket keeps it, and as a pending job it would age the queue by centuries
                 reason = f"timestamp too old: more than the longest retention ({max_age_ms // 1000} s) before arrival"
                 fx.dead_letter(entry_id, reason, msgspec.json.encode(item))
                 fx.add(wm, schema.WM_DEAD_LETTERS)
                 continue
-            if item.ts_ms > arrival_ms + cfg.future_tolerance_ms:
-                item.ts_ms = arrival_ms
+            if ts_ms > arrival_ms + future_ms:
+                item.ts_ms = ts_ms = arrival_ms
                 clamped += 1
             events += 1
-            minute = item.ts_ms // 60_000 * 60
+            minute = ts_ms // 60_000 * 60
             tally = minutes.get((item.queue, minute))
             if tally is None:
                 tally = minutes[item.queue, minute] = _MinuteTally(_alive_bits(minute, arrival_ms // 1000, cfg))
-            _fold_counts(tally, item)
-            if item.type in NOTED:  # failures, archived and restored: a few per job at most
-                if item.type in FAILURES and item.error_message is not None:
+            # The event's counts, raw (one dict update each, the commonest path of all);
+            # _MinuteTally.expand turns them into stored fields once per flush.
+            kind = item.type
+            counts = tally.kinds
+            counts[kind] = counts.get(kind, 0) + 1
+            if kind == "enqueued":
+                counts = tally.priorities
+                counts[item.priority] = counts.get(item.priority, 0) + 1
+            elif kind == "started":
+                if item.wait_ms is not None:
+                    counts = tally.wait_ms
+                    counts[item.wait_ms] = counts.get(item.wait_ms, 0) + 1
+            elif kind in OUTCOMES and item.processing_ms is not None:
+                counts = tally.processing_ms
+                counts[item.processing_ms] = counts.get(item.processing_ms, 0) + 1
+            if item.job_type:
+                counts = tally.job_types
+                counts[kind, item.job_type] = counts.get((kind, item.job_type), 0) + 1
+            if ts_ms < tally.first_ms:
+                tally.first_ms = ts_ms
+            if ts_ms > tally.last_ms:
+                tally.last_ms = ts_ms
+            if kind in NOTED:  # failures, archived and restored: a few per job at most
+                if kind in FAILURES and item.error is not None:
                     _fold_error(fx, item, cfg)
                 noted.append(item)
             _advance(track, item)
@@ -256,7 +282,7 @@ def fold(entries: list[Entry], prior: dict[str, JobRecord], cfg: FoldConfig, now
     for job_id, record in prior.items():
         cache.put(job_id, Known(record))
     flush = Flush(cfg)
-    for job_id in flush.jobs_to_read(entries, cache, now_s):
+    for job_id in flush.jobs_to_read(job_ids(entries), cache, now_s):
         cache.put(job_id, Known(None))
     flush.add(entries, cache)
     return flush.finish(cache, now_s)
@@ -342,7 +368,6 @@ def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: J
 
 
 _COUNT_FIELD = {kind: schema.COUNT + kind for kind in STATE_AFTER}
-_PRIORITY_FIELD: dict[str, str] = {}
 # value_ms -> (sketch bin field, histogram field); durations repeat a lot, the log does not need recomputing
 _TIME_FIELDS: dict[str, dict[int, tuple[str, str]]] = {"pt": {}, "wt": {}}
 _TIME_FIELDS_MAX = 100_000
@@ -365,51 +390,48 @@ def _leave(fx: Effects, gauge: tuple[str, str, str], job_id: str) -> None:
         fx.oldest[gauge[0]] = gauge[2]
 
 
-def _fold_counts(tally: _MinuteTally, ev: Event) -> None:
-    kind = ev.type
-    adds = tally.adds
-    key = _COUNT_FIELD[kind]
-    adds[key] = adds.get(key, 0) + 1
-    if kind == "enqueued":
-        key = _PRIORITY_FIELD.get(ev.priority) or _PRIORITY_FIELD.setdefault(ev.priority, schema.PRIORITY + ev.priority)
-        adds[key] = adds.get(key, 0) + 1
-    elif kind in OUTCOMES and ev.processing_ms is not None:
-        _add_time(adds, tally.types, tally.maxes, "pt", ev.processing_ms)
-    elif kind == "started" and ev.wait_ms is not None:
-        _add_time(adds, tally.types, tally.maxes, "wt", ev.wait_ms)
-    if ev.job_type:
-        key = f"{schema.JOB_TYPE}{kind}:{ev.job_type}"
-        tally.types[key] = tally.types.get(key, 0) + 1
-    if ev.ts_ms < tally.first_ms:
-        tally.first_ms = ev.ts_ms
-    if ev.ts_ms > tally.last_ms:
-        tally.last_ms = ev.ts_ms
-
-
-def _add_time(adds: dict[str, int], types: dict[str, int], maxes: dict[str, int], name: str, value_ms: int) -> None:
-    sum_field, n_field, max_field = _TIME_NAMES[name]
-    bin_field, hist_field = _time_fields(name, value_ms)
-    adds[sum_field] = adds.get(sum_field, 0) + value_ms
-    adds[n_field] = adds.get(n_field, 0) + 1
-    adds[bin_field] = adds.get(bin_field, 0) + 1
-    types[hist_field] = types.get(hist_field, 0) + 1
-    if value_ms > maxes.get(max_field, -1):
-        maxes[max_field] = value_ms
-
-
 _TIME_NAMES = {"pt": (schema.PT_SUM, schema.PT_N, schema.PT_MAX), "wt": (schema.WT_SUM, schema.WT_N, schema.WT_MAX)}
 
 
 @dataclass(slots=True)
 class _MinuteTally:
-    """One queue's events of one event-time minute in the batch: bucket fields and totals."""
+    """One queue's events of one event-time minute in the flush: raw counts as folded, then
+    (:meth:`expand`) the bucket fields and totals they add up to."""
 
     alive: int  # bit per granularity whose bucket still exists; writing an expired one would resurrect it
+    kinds: dict[str, int] = field(default_factory=dict)  # event type -> events
+    priorities: dict[str, int] = field(default_factory=dict)  # of enqueued events
+    processing_ms: dict[int, int] = field(default_factory=dict)  # value -> outcomes that took it
+    wait_ms: dict[int, int] = field(default_factory=dict)  # value -> starts that waited it
+    job_types: dict[tuple[str, str], int] = field(default_factory=dict)  # (event type, job type) -> events
     adds: dict[str, int] = field(default_factory=dict)
     maxes: dict[str, int] = field(default_factory=dict)
     types: dict[str, int] = field(default_factory=dict)  # totals only: per job type counts, histogram buckets
     first_ms: int = 2**63
     last_ms: int = -1
+
+    def expand(self) -> None:
+        """Turn the raw counts into stored fields: ``adds``, ``maxes`` and ``types``."""
+        adds, types = self.adds, self.types
+        for kind, n in self.kinds.items():
+            adds[_COUNT_FIELD[kind]] = n
+        for priority, n in self.priorities.items():
+            adds[schema.PRIORITY + priority] = n
+        for name, values in (("pt", self.processing_ms), ("wt", self.wait_ms)):
+            if not values:
+                continue
+            total = count = 0
+            for value_ms, n in values.items():
+                bin_field, hist_field = _time_fields(name, value_ms)
+                adds[bin_field] = adds.get(bin_field, 0) + n
+                types[hist_field] = types.get(hist_field, 0) + n
+                total += value_ms * n
+                count += n
+            sum_field, n_field, max_field = _TIME_NAMES[name]
+            adds[sum_field], adds[n_field] = total, count
+            self.maxes[max_field] = max(values)
+        for (kind, job_type), n in self.job_types.items():
+            types[f"{schema.JOB_TYPE}{kind}:{job_type}"] = n
 
 
 _TOTALS_PREFIXES = frozenset({schema.COUNT, schema.PRIORITY})
@@ -432,6 +454,8 @@ def _roll_up(fx: Effects, minutes: dict[tuple[str, int], _MinuteTally], cfg: Fol
     """
     keys, p = cfg.keys, cfg.partition
     fx.sadd[keys.queues(p)].update(q for q, _ in minutes)
+    for t in minutes.values():
+        t.expand()
     lifetimes: dict[str, _MinuteTally] = {}
     coarse: dict[tuple[int, str, int], _MinuteTally] = {}  # (granularity bit, queue, start) -> merged tally
     for (q, minute), t in minutes.items():

@@ -22,8 +22,7 @@ import redis
 from redis.commands.core import Script
 
 from aggregator import schema
-from aggregator.events import Event
-from aggregator.fold import Entry, Flush, FoldConfig, parse_entries
+from aggregator.fold import Entry, Flush, FoldConfig, job_ids, parse_entries
 from aggregator.jobcache import JobCache, JobRecord, Known
 from aggregator.keys import Keys
 from aggregator.settings import Settings
@@ -58,6 +57,7 @@ class _Chunk:
     """Entries read ahead, parsed, with the stored states of the jobs the owner did not hold then."""
 
     entries: list[Entry]
+    job_ids: set[str]  # of the entries' events
     states: dict[str, bytes | None]
     generation: int  # the job cache's when ``states`` were chosen (see JobCache.forgotten_since)
 
@@ -194,12 +194,12 @@ class PartitionPipeline:
         cache, flush = self.cache, self.flush
         generation = cache.generation
         tracks = flush.tracks if flush is not None else {}
-        unknown = list({item.job_id for _, _, item in entries
-                        if type(item) is Event and item.job_id not in tracks and not cache.holds(item.job_id)})
+        ids = job_ids(entries)
+        unknown = [job_id for job_id in ids if job_id not in tracks and not cache.holds(job_id)]
         states: dict[str, bytes | None] = {}
         if unknown:
             states = self._read_states(unknown)
-        return _Chunk(entries, states, generation)
+        return _Chunk(entries, ids, states, generation)
 
     def _read_chunk(self, now_s: float) -> int:
         ahead = self._ahead
@@ -219,7 +219,7 @@ class PartitionPipeline:
             return 0
         if self.flush is None:
             self.flush, self.opened_s = Flush(self.cfg), now_s
-        missing = self.flush.jobs_to_read(entries, self.cache, now_s)
+        missing = self.flush.jobs_to_read(chunk.job_ids, self.cache, now_s)
         if missing:
             self._load_jobs(missing, chunk)
         self.flush.add(entries, self.cache)
