@@ -26,6 +26,8 @@ from aggregator.events import (
     Event,
     Heartbeat,
     Rejected,
+    fast_event,
+    model_event,
     parse_event,
     parse_heartbeat,
 )
@@ -110,27 +112,18 @@ class FoldConfig:
 
 @dataclass(slots=True)
 class _Track:
-    """A job while a flush is folded."""
+    """A job while a flush is folded.
 
-    prior: JobRecord | None  # as stored before the flush
+    ``record`` is the one the owner's cache holds, changed in place as events
+    apply (nothing else reads it before the flush's writes are encoded, and a
+    flush that fails drops the cache with it), or a new one for a job nothing
+    is stored of.
+    """
+
+    record: JobRecord
+    prior_state: str | None  # as stored before the flush (None: nothing is)
+    prior_queue: str
     expires_at_s: float | None  # of the stored key, if known
-    state: str | None = None
-    ts_ms: int = 0
-    rank: int = 0
-    queue: str = ""
-    event_ids: list[str] = field(default_factory=list)
-    # the JobRecord fields of hammerwork-web's job views (see JobRecord), updated by _advance
-    kind: str | None = None
-    priority: str | None = None
-    created_ms: int | None = None
-    started_ms: int | None = None
-    completed_ms: int | None = None
-    failed_ms: int | None = None
-    error: str | None = None
-    outcome_ms: int | None = None
-    processing_ms: int | None = None
-    attempt: int | None = None
-    starts: int = 0
     entered_ms: int | None = None  # set when the flush moved the job into a new state
     changed: bool = False  # the flush applied an event (the state may be unchanged)
 
@@ -138,24 +131,27 @@ class _Track:
     def start(cls, known: Known | None) -> _Track:
         """A job's track from what is stored (``None``: nothing is)."""
         if known is None or known.record is None:
-            return cls(None, known.expires_at_s if known else None)
+            return cls(JobRecord("", 0, 0, "", []), None, "", known.expires_at_s if known else None)
         r = known.record
-        return cls(r, known.expires_at_s, r.state, r.ts_ms, r.rank, r.queue, list(r.event_ids), r.kind, r.priority,
-                   r.created_ms, r.started_ms, r.completed_ms, r.failed_ms, r.error, r.outcome_ms, r.processing_ms,
-                   r.attempt, r.starts)
+        return cls(r, r.state, r.queue, known.expires_at_s)
 
 
 def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]], max_bytes: int) -> list[Entry]:
     """Validate raw stream entries (fields as a flat list, or a dict); bad ones become :class:`Rejected`."""
     out: list[Entry] = []
     append = out.append
+    item: Event | Heartbeat | Rejected
+    ms_prefix, arrival_ms = b"-", 0  # entries of one millisecond share it: "<ms>-"
     for entry_id_b, flat in raw:
+        if not entry_id_b.startswith(ms_prefix):
+            cut = entry_id_b.index(b"-")
+            ms_prefix, arrival_ms = entry_id_b[: cut + 1], int(entry_id_b[:cut])
         entry_id = entry_id_b.decode()
-        arrival_ms = int(entry_id[: entry_id.index("-")])
         if type(flat) is list and len(flat) == 2 and flat[0] == EVENT_FIELD:  # the usual entry: no dict needed
-            append((entry_id, arrival_ms, parse_event(flat[1], max_bytes)))
+            value = flat[1]  # (parse_event, inlined)
+            item = fast_event(value) or model_event(value) if len(value) <= max_bytes else parse_event(value, max_bytes)
+            append((entry_id, arrival_ms, item))
             continue
-        item: Event | Heartbeat | Rejected
         fields = dict(zip(flat[::2], flat[1::2], strict=True)) if isinstance(flat, list) else flat
         if EVENT_FIELD in fields:
             item = parse_event(fields[EVENT_FIELD], max_bytes)
@@ -208,14 +204,14 @@ class Flush:
                 if isinstance(item, Rejected):
                     fx.dead_letter(entry_id, item.reason, item.raw)
                     fx.add(wm, schema.WM_DEAD_LETTERS)
-                else:
+                elif isinstance(item, Heartbeat):
                     _fold_heartbeat(fx, cfg.keys.workers(cfg.partition), item, arrival_ms)
                     fx.add(wm, schema.WM_HEARTBEATS)
                 continue
             track = tracks.get(item.job_id)
             if track is None:
                 track = tracks[item.job_id] = _Track.start(cache.get(item.job_id))
-            if item.event_id in track.event_ids:
+            if item.event_id in track.record.event_ids:
                 duplicates += 1
                 continue
             ts_ms = item.ts_ms
@@ -236,21 +232,21 @@ class Flush:
             # The event's counts, raw (one dict update each, the commonest path of all);
             # _MinuteTally.expand turns them into stored fields once per flush.
             kind = item.type
-            counts = tally.kinds
-            counts[kind] = counts.get(kind, 0) + 1
+            kinds = tally.kinds
+            kinds[kind] = kinds.get(kind, 0) + 1
             if kind == "enqueued":
-                counts = tally.priorities
-                counts[item.priority] = counts.get(item.priority, 0) + 1
+                priorities = tally.priorities
+                priorities[item.priority] = priorities.get(item.priority, 0) + 1
             elif kind == "started":
                 if item.wait_ms is not None:
-                    counts = tally.wait_ms
-                    counts[item.wait_ms] = counts.get(item.wait_ms, 0) + 1
+                    waits = tally.wait_ms
+                    waits[item.wait_ms] = waits.get(item.wait_ms, 0) + 1
             elif kind in OUTCOMES and item.processing_ms is not None:
-                counts = tally.processing_ms
-                counts[item.processing_ms] = counts.get(item.processing_ms, 0) + 1
+                took = tally.processing_ms
+                took[item.processing_ms] = took.get(item.processing_ms, 0) + 1
             if item.job_type:
-                counts = tally.job_types
-                counts[kind, item.job_type] = counts.get((kind, item.job_type), 0) + 1
+                job_types = tally.job_types
+                job_types[kind, item.job_type] = job_types.get((kind, item.job_type), 0) + 1
             if ts_ms < tally.first_ms:
                 tally.first_ms = ts_ms
             if ts_ms > tally.last_ms:
@@ -269,18 +265,27 @@ class Flush:
 
     def finish(self, cache: JobCache, now_s: float) -> Effects:
         """The flush's writes; ``cache`` learns the job states they store."""
+        fx, cfg = self.fx, self.cfg
+        recent: dict[str, dict[str, int]] = {}  # queue -> job id -> time of its latest event
         for job_id, track in self.tracks.items():
-            _fold_job(self.fx, job_id, track, self.cfg, cache, now_s)
-        _roll_up(self.fx, self.minutes, self.cfg)
-        self.notes.write(self.fx, self.tracks, self.noted)
-        return self.fx
+            if not track.changed:
+                continue  # only duplicates: nothing to write
+            _fold_job(fx, job_id, track, cfg, cache, now_s)
+            record = track.record
+            scores = recent.get(record.queue)
+            if scores is None:
+                scores = recent[record.queue] = {}
+            scores[job_id] = record.ts_ms
+        _roll_up(fx, self.minutes, cfg)
+        self.notes.write(fx, recent, self.noted)
+        return fx
 
 
 def fold(entries: list[Entry], prior: dict[str, JobRecord], cfg: FoldConfig, now_s: float = 0.0) -> Effects:
     """All writes caused by ``entries`` given the stored state of their jobs (pure; for tests and tools)."""
     cache = JobCache(capacity=len(prior) + len(entries) + 1)
     for job_id, record in prior.items():
-        cache.put(job_id, Known(record))
+        cache.put(job_id, Known(record.copy()))  # folding changes the records it is given
     flush = Flush(cfg)
     for job_id in flush.jobs_to_read(job_ids(entries), cache, now_s):
         cache.put(job_id, Known(None))
@@ -294,72 +299,66 @@ def _advance(track: _Track, ev: Event) -> None:
     times, the latest event by (time, rank), the starts added up, ties keeping what came first: the
     record is the same however the events are split into flushes (and, but for ties, in any order).
     """
-    track.event_ids.append(ev.event_id)
+    r = track.record
+    r.event_ids.append(ev.event_id)
     track.changed = True
     kind, ts = ev.type, ev.ts_ms
     if kind == "started":
-        track.starts += 1
-        if track.started_ms is None or ts > track.started_ms:
-            track.started_ms = ts
+        r.starts += 1
+        if r.started_ms is None or ts > r.started_ms:
+            r.started_ms = ts
     elif kind == "enqueued":
-        if track.created_ms is None or ts < track.created_ms:
-            track.created_ms, track.priority = ts, ev.priority
+        if r.created_ms is None or ts < r.created_ms:
+            r.created_ms, r.priority = ts, ev.priority
     elif kind in OUTCOMES:
         if kind == "completed":
-            if track.completed_ms is None or ts > track.completed_ms:
-                track.completed_ms = ts
-        elif track.failed_ms is None or ts > track.failed_ms:
-            track.failed_ms, track.error = ts, ev.error.message[:ERROR_CHARS] if ev.error is not None else None
-        if ev.processing_ms is not None and (track.outcome_ms is None or ts > track.outcome_ms):
-            track.outcome_ms, track.processing_ms = ts, ev.processing_ms
+            if r.completed_ms is None or ts > r.completed_ms:
+                r.completed_ms = ts
+        elif r.failed_ms is None or ts > r.failed_ms:
+            r.failed_ms, r.error = ts, ev.error.message[:ERROR_CHARS] if ev.error is not None else None
+        if ev.processing_ms is not None and (r.outcome_ms is None or ts > r.outcome_ms):
+            r.outcome_ms, r.processing_ms = ts, ev.processing_ms
     attempt = ev.attempt
     if ev.error is not None and ev.error.retry_attempt is not None and (attempt is None or
                                                                         ev.error.retry_attempt > attempt):
         attempt = ev.error.retry_attempt
-    if attempt is not None and (track.attempt is None or attempt > track.attempt):
-        track.attempt = attempt
+    if attempt is not None and (r.attempt is None or attempt > r.attempt):
+        r.attempt = attempt
     rank = LIFECYCLE_RANK[kind]
-    if track.state is not None and (ts, rank) <= (track.ts_ms, track.rank):
+    if r.state and (ts, rank) <= (r.ts_ms, r.rank):
         return  # older than what is applied: counted, but no gauge change
     state = STATE_AFTER[kind]
-    if track.state != state or track.queue != ev.queue:
+    if r.state != state or r.queue != ev.queue:
         track.entered_ms = ts
-    track.state, track.ts_ms, track.rank, track.queue, track.kind = state, ts, rank, ev.queue, kind
-    if track.created_ms is None:  # no enqueue seen: the latest event's priority
-        track.priority = ev.priority
+    r.state, r.ts_ms, r.rank, r.queue, r.kind = state, ts, rank, ev.queue, kind
+    if r.created_ms is None:  # no enqueue seen: the latest event's priority
+        r.priority = ev.priority
 
 
 def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: JobCache, now_s: float) -> None:
-    if not track.changed:
-        return  # only duplicates: nothing to write
-    assert track.state is not None  # a changed track applied an event
+    """The job's gauge moves and its record's write (a track with an applied event only)."""
+    record = track.record
     if track.entered_ms is not None:
-        new = cfg.gauge(track.state, track.queue)
-        prior = track.prior
-        if prior is not None:
-            old = cfg.gauge(prior.state, prior.queue)
+        new = cfg.gauge(record.state, record.queue)
+        if track.prior_state is not None:
+            old = cfg.gauge(track.prior_state, track.prior_queue)
             if old and old != new:
                 _leave(fx, old, job_id)
         else:
             # Unknown job (new, or its state expired): make sure no gauge still holds it.
             for state in (PENDING, RUNNING):
-                old = cfg.gauge(state, track.queue)
+                old = cfg.gauge(state, record.queue)
                 if old != new:
                     _leave(fx, old, job_id)  # type: ignore[arg-type]  # PENDING and RUNNING have sets
         if new:
             fx.gauge_add(new[0], new[1], job_id, track.entered_ms)
             if new[1] == schema.PENDING:
                 fx.oldest[new[0]] = new[2]
-    t = track
-    record = JobRecord(track.state, t.ts_ms, t.rank, t.queue, t.event_ids, t.kind, t.priority, t.created_ms,
-                       t.started_ms, t.completed_ms, t.failed_ms, t.error, t.outcome_ms, t.processing_ms, t.attempt,
-                       t.starts)
     # A finished job is kept only as long as duplicates of its events may arrive.
-    finished = track.state == FINISHED
+    finished = record.state == FINISHED
     ttl_s = cfg.dedup_window_s if finished else cfg.job_ttl_s
     expires = track.expires_at_s
-    was_finished = track.prior is not None and track.prior.state == FINISHED
-    if expires is None or finished != was_finished or expires - now_s < ttl_s / 2:
+    if expires is None or finished != (track.prior_state == FINISHED) or expires - now_s < ttl_s / 2:
         expires = now_s + ttl_s
     else:
         ttl_s = 0  # the stored key keeps its TTL

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import orjson
+import msgspec
 
 from aggregator import schema
 
@@ -28,17 +28,18 @@ _SHARED = {s: s for s in ("enqueued", "started", "completed", "failed", "retried
                           "archived", "restored", "background", "low", "normal", "high", "critical")}
 
 
-@dataclass(slots=True)
-class JobRecord:
+class JobRecord(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
     """A job's latest applied state and the event ids applied to it, and what its events told of it
     for hammerwork-web's job views (api/jobs_store.py).
 
     The fields from ``kind`` on are None where no applied event told them, and in a record stored
     before they existed (its five-field form still decodes). Folding (``fold._advance``) updates
     them event by event with rules that do not depend on how the events are split into flushes.
+    Stored as a JSON array, the fields in order, trailing defaults left out. (``gc=False``: a record
+    refers to nothing that refers back, and the cache's many records would only lengthen collections.)
     """
 
-    state: str
+    state: str  # schema.JOB_*; "" in a record being built for a job nothing was stored of
     ts_ms: int
     rank: int
     queue: str
@@ -57,20 +58,26 @@ class JobRecord:
 
     def encode(self) -> bytes:
         """The stored form: a JSON array, the fields in order."""
-        return orjson.dumps([self.state, self.ts_ms, self.rank, self.queue, self.event_ids, self.kind, self.priority,
-                             self.created_ms, self.started_ms, self.completed_ms, self.failed_ms, self.error,
-                             self.outcome_ms, self.processing_ms, self.attempt, self.starts])
+        return _encode_record(self)
 
     @classmethod
     def decode(cls, raw: bytes) -> JobRecord:
         """Parse the stored form (the first five fields, or all of them)."""
-        record = cls(*orjson.loads(raw))
+        record = _decode_record(raw)
         # one shared string per event type and priority, not one per record held in memory
         if record.kind is not None:
             record.kind = _SHARED.get(record.kind, record.kind)
         if record.priority is not None:
             record.priority = _SHARED.get(record.priority, record.priority)
         return record
+
+    def copy(self) -> JobRecord:
+        """A copy that can be changed without changing this one."""
+        return msgspec.structs.replace(self, event_ids=list(self.event_ids))
+
+
+_encode_record = msgspec.json.Encoder().encode
+_decode_record = msgspec.json.Decoder(JobRecord).decode
 
 
 @dataclass(slots=True)

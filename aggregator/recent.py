@@ -15,7 +15,7 @@ import heapq
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import orjson
 
@@ -28,14 +28,6 @@ from aggregator.keys import Keys
 FAILURES = frozenset({"failed", "timed_out", "dead"})
 ARCHIVE_EVENTS = frozenset({"archived", "restored"})
 NOTED = FAILURES | ARCHIVE_EVENTS  # the event types :meth:`QueueNotes.note` wants
-
-
-class Active(Protocol):
-    """What the index needs of a job folded in the flush (fold._Track)."""
-
-    queue: str
-    ts_ms: int
-    changed: bool
 
 
 def attempt_of(ev: Event) -> int | None:
@@ -89,9 +81,9 @@ class QueueNotes:
     jobs_cap: int
     failures_cap: int
 
-    def write(self, fx: Effects, tracks: Mapping[str, Active], noted: list[Event]) -> None:
-        """Add the flush's writes to ``fx``; ``tracks``: the jobs the flush folded, ``noted``: its applied
-        events whose type is in :data:`NOTED`."""
+    def write(self, fx: Effects, recent: Mapping[str, dict[str, int]], noted: list[Event]) -> None:
+        """Add the flush's writes to ``fx``; ``recent``: queue -> job id -> time of its latest event, of
+        the jobs the flush applied events to; ``noted``: its applied events whose type is in :data:`NOTED`."""
         keys, p = self.keys, self.partition
         failures: dict[str, list[Event]] = {}  # queue -> its failure events
         last: dict[tuple[str, str], int] = {}  # (queue, archived|restored) -> latest ms
@@ -104,14 +96,7 @@ class QueueNotes:
                 last[ev.queue, kind] = ev.ts_ms
         if self.jobs_cap:
             # each job in the index of the queue of its latest event, scored by that event's time
-            per_queue: dict[str, dict[str, int]] = {}
-            for job_id, track in tracks.items():
-                if track.changed:
-                    scores = per_queue.get(track.queue)
-                    if scores is None:
-                        scores = per_queue[track.queue] = {}
-                    scores[job_id] = track.ts_ms
-            for queue, scores in per_queue.items():
+            for queue, scores in recent.items():
                 fx.capped_add(keys.recent_jobs(p, queue), newest(scores, self.jobs_cap), self.jobs_cap)
         for queue, queue_failures in failures.items():
             fx.capped_add(keys.recent_failures(p, queue), newest_failures(queue_failures, self.failures_cap),
