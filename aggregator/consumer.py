@@ -57,8 +57,10 @@ class Aggregator:
         self._apply = scripts.register(client, "apply")
         self._read = raw_reader(client)
         # One apply thread: flushes land in the order they were folded, and Redis
-        # works on one while this thread reads and folds the next.
+        # works on one while this thread folds the next. One read thread: chunks are
+        # read and parsed ahead without queueing behind the applies on the apply thread.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobpulse-apply")
+        self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobpulse-read")
 
     @property
     def owned(self) -> set[int]:
@@ -166,7 +168,7 @@ class Aggregator:
         for p, value in self.membership.held.items():
             if p not in self.pipelines or self.pipelines[p].lease_value != value:
                 self.pipelines[p] = PartitionPipeline(p, value, self.settings, self.client, self._apply, self._read,
-                                                       self._pool)
+                                                       self._pool, self._reads)
                 if p in taken:
                     log.info("owner of partition %d from %s", p, self.pipelines[p].wm_id)
         self.progress.owned = self.owned

@@ -33,7 +33,7 @@ log = logging.getLogger("jobpulse.aggregator")
 
 _EXPIRY_MEMO_MAX = 100_000
 # Entries read ahead while behind the stream: enough to fold while a flush is applied
-# (Redis runs one script at a time, so a read queued behind an apply waits for all of it).
+# (Redis runs one script at a time, so a read sent during an apply waits for all of it).
 READ_AHEAD_ENTRIES, READ_AHEAD_MAX_CHUNKS = 10_000, 8
 # Behind the stream, a flush waits for this many flush intervals at most: bigger flushes merge
 # more writes, but each of the owned partitions gets only a share of the folding thread.
@@ -46,7 +46,7 @@ class Fenced(Exception):
 
 @dataclass
 class _Cursor:
-    """Where the reads queued on the apply thread have got to. :meth:`PartitionPipeline.reload`
+    """Where the reads queued on the read thread have got to. :meth:`PartitionPipeline.reload`
     replaces it rather than resetting it, so a read queued before cannot move the new one."""
 
     after_id: str
@@ -72,10 +72,10 @@ class PartitionPipeline:
     """Reads, folds and applies one partition while this process holds its lease."""
 
     def __init__(self, p: int, lease_value: str, settings: Settings, client: redis.Redis, apply: Script,
-                 read: RawRead, pool: ThreadPoolExecutor) -> None:
+                 read: RawRead, pool: ThreadPoolExecutor, reads: ThreadPoolExecutor) -> None:
         self.p, self.lease_value, self.settings, self.client = p, lease_value, settings, client
         self.keys = Keys(settings.key_prefix)
-        self._apply, self._read, self._pool = apply, read, pool
+        self._apply, self._read, self._pool, self._reads = apply, read, pool, reads
         self.cfg = FoldConfig(
             keys=self.keys,
             partition=p,
@@ -174,17 +174,19 @@ class PartitionPipeline:
         return self.caught_up and (eager or age_s >= interval_s)
 
     def _fetch(self) -> Future[_Chunk]:
-        """Ask the apply thread for the next chunk: it reads while this thread folds."""
-        return self._pool.submit(self._read_ahead, self._cursor)
+        """Ask the read thread for the next chunk: it reads while this thread folds."""
+        return self._reads.submit(self._read_ahead, self._cursor)
 
     def _read_ahead(self, cursor: _Cursor) -> _Chunk:
-        """On the apply thread: read, parse, and read the states of jobs the owner does not hold.
+        """On the read thread: read, parse, and read the states of jobs the owner does not hold.
 
-        Reading those states here, behind the applies already queued, keeps the
-        folding thread from waiting on Redis. A state read here is used only if
-        the cache has not held and forgotten that job since
-        (:meth:`JobCache.forgotten_since`): a job it never held meanwhile has no
-        write in flight or queued, so what Redis returned is still its state.
+        Reading those states here keeps the folding thread from waiting on
+        Redis. A state read here is used only if the cache has not held and
+        forgotten that job since (:meth:`JobCache.forgotten_since`): every
+        write of a job is preceded by the cache holding it, from the flush's
+        finish until after the write has landed, so a job the cache did not
+        hold when its state was read, and has not forgotten since, has had no
+        write land after that read.
         """
         s = self.settings
         entries = parse_entries(self._read(self.keys.stream(self.p), cursor.after_id, s.batch_size),
