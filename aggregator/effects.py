@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 
 from aggregator import schema as f
 
@@ -109,7 +110,11 @@ class Effects:
 
         def pairs(code: str, table: Mapping[str, Mapping[str, Arg]]) -> None:
             for key, fields in table.items():
-                emit(code, key, [x for kv in fields.items() for x in kv], 2)
+                emit(code, key, list(chain.from_iterable(fields.items())), 2)
+
+        def scored(code: str, key: str, scores: Mapping[str, int] | Mapping[str | bytes, int],
+                   head: list[Arg]) -> None:
+            emit(code, key, list(chain.from_iterable(zip(scores.values(), scores.keys(), strict=True))), 2, head)
 
         def members(code: str, table: Mapping[str, Iterable[str]], gauge: bool = False) -> None:
             for key, items in table.items():
@@ -118,8 +123,7 @@ class Effects:
         # Removals before additions, so a job re-entering a set keeps its new score.
         members(f.OP_ZREM, self.zrem, gauge=True)
         for key, scores in self.zadd.items():
-            emit(f.OP_ZADD, key, [x for member, score in scores.items() for x in (score, member)], 2,
-                 [self.gauge_of[key]])
+            scored(f.OP_ZADD, key, scores, [self.gauge_of[key]])
         if self.oldest:
             # each item pair names a pending set and its queue
             emit(f.OP_OLDEST, oldest_key, [x for key, q in self.oldest.items() for x in (key_no(key), q)], 2,
@@ -130,11 +134,19 @@ class Effects:
         pairs(f.OP_HSET, self.hset)
         pairs(f.OP_HSETNX, self.hsetnx)
         members(f.OP_SADD, self.sadd)
-        if self.jobs:
-            emit(f.OP_JOB, None, [x for key, (value, ttl) in self.jobs.items() for x in (key_no(key), value, ttl)], 3)
-        for key, scored in self.capped.items():
-            emit(f.OP_CAPPED, key, [x for member, score in scored.items() for x in (score, member)], 2,
-                 [self.caps[key]])
+        by_ttl: dict[int, list[tuple[str, bytes]]] = {}
+        for key, (value, ttl) in self.jobs.items():
+            by_ttl.setdefault(ttl, []).append((key, value))
+        for ttl, jobs in by_ttl.items():
+            # the jobs' keys are added to KEYS in order (no other op names them), so an op
+            # names only the first, and each job is one argument: its record
+            for start in range(0, len(jobs), _CHUNK):
+                chunk = jobs[start : start + _CHUNK]
+                ops.extend((f.OP_JOB, 0, len(chunk) + 2, len(keys) + 1, ttl))
+                keys.extend(key for key, _ in chunk)
+                ops.extend(value for _, value in chunk)
+        for key, newest in self.capped.items():
+            scored(f.OP_CAPPED, key, newest, [self.caps[key]])
         if self.expire_at_s:
             emit(f.OP_EXPIREAT, None, [x for key, at in self.expire_at_s.items() for x in (key_no(key), at)], 2)
         if self.expire_s:

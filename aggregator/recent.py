@@ -44,6 +44,7 @@ def failure_member(ev: Event) -> bytes:
 
 
 M = TypeVar("M", str, bytes)
+_SCORE_THEN_MEMBER = operator.itemgetter(1, 0)
 
 
 def newest(scores: dict[M, int], cap: int) -> dict[M, int]:
@@ -51,7 +52,7 @@ def newest(scores: dict[M, int], cap: int) -> dict[M, int]:
     going to the greater member (Redis orders equal scores by member bytes; str order is the same)."""
     if len(scores) <= cap:
         return scores
-    return dict(heapq.nlargest(cap, scores.items(), key=lambda kv: (kv[1], kv[0])))
+    return dict(heapq.nlargest(cap, scores.items(), key=_SCORE_THEN_MEMBER))
 
 
 _TS = operator.attrgetter("ts_ms")

@@ -95,3 +95,14 @@ def test_max_and_min_keep_the_extreme_of_stored_and_given(leased: Keys, client: 
     _apply(client, leased, "me:1", "0-0", ops, [totals])
     assert client.hmget(totals, "hi", "new_hi", "last_ms", "lo", "new_lo") == [
         b"10", b"7", b"1700000000001", b"3", b"9"]
+
+
+def test_job_records_are_set_by_their_run_of_keys_with_a_ttl_or_keeping_theirs(leased: Keys,
+                                                                               client: redis.Redis) -> None:
+    a, b, c = (leased.job(0, j) for j in "abc")
+    client.set(c, "old", ex=500)
+    ops: list[object] = ["J", 0, 4, 6, 60, "ra", "rb", "J", 0, 3, 8, 0, "rc"]
+    _apply(client, leased, "me:1", "0-0", ops, [a, b, c])
+    assert client.mget(a, b, c) == [b"ra", b"rb", b"rc"]
+    assert 0 < client.ttl(a) <= 60 and 0 < client.ttl(b) <= 60
+    assert 60 < client.ttl(c) <= 500  # KEEPTTL: the stored key's own

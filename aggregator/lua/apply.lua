@@ -88,11 +88,15 @@ while i <= n do
   elseif code == 'X' or code == 'N' then
     keep_extreme(key, first, last, code == 'X')
   elseif code == 'J' then
-    for j = first, last, 3 do
-      if ARGV[j + 2] == '0' then
-        redis.call('SET', KEYS[tonumber(ARGV[j])], ARGV[j + 1], 'KEEPTTL')
-      else
-        redis.call('SET', KEYS[tonumber(ARGV[j])], ARGV[j + 1], 'EX', ARGV[j + 2])
+    -- item 1: the first job's key number (the others follow it in KEYS), item 2: the TTL (0: keep it)
+    local base, ttl = tonumber(ARGV[first]) - first - 2, ARGV[first + 1]
+    if ttl == '0' then
+      for j = first + 2, last do
+        redis.call('SET', KEYS[base + j], ARGV[j], 'KEEPTTL')
+      end
+    else
+      for j = first + 2, last do
+        redis.call('SET', KEYS[base + j], ARGV[j], 'EX', ttl)
       end
     end
   elseif code == 'Z' then
