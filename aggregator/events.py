@@ -108,7 +108,7 @@ _EventTypeName = Literal[
 ]
 
 
-class EventError(msgspec.Struct):
+class EventError(msgspec.Struct, gc=False):
     """:class:`JobError` as folding uses it."""
 
     message: Annotated[str, msgspec.Meta(max_length=10_000)]
@@ -116,12 +116,14 @@ class EventError(msgspec.Struct):
     retry_attempt: _NonNegative = None
 
 
-class Event(msgspec.Struct):
+class Event(msgspec.Struct, gc=False):
     """A validated event as folding uses it.
 
     The same fields and limits as :class:`JobEvent` (the schema), so the
     common event is decoded and checked by msgspec in C straight into this
     struct; anything it refuses is judged by the pydantic model, which says why.
+    Not tracked by the cycle collector (``gc=False``): an event refers only to
+    strings, numbers, its error and its metadata, and one is made per entry read.
     """
 
     event_id: _Str100
