@@ -74,6 +74,11 @@ class Effects:
         self.gauge_of[key] = gauge
         self.zrem[key].add(member)
 
+    def gauge_remove_all(self, key: str, gauge: str, members: Iterable[str]) -> None:
+        """Take each of ``members`` out of a gauge's sorted set, if it is there."""
+        self.gauge_of[key] = gauge
+        self.zrem[key].update(members)
+
     def capped_add(self, key: str, members: Mapping[str, int] | Mapping[bytes, int], cap: int) -> None:
         """ZADD member/score pairs to a sorted set that keeps its ``cap`` highest scores."""
         scores = self.capped.setdefault(key, {})

@@ -267,15 +267,21 @@ class Flush:
         """The flush's writes; ``cache`` learns the job states they store."""
         fx, cfg = self.fx, self.cfg
         recent: dict[str, dict[str, int]] = {}  # queue -> job id -> time of its latest event
+        unknown: dict[str, list[str]] = {}  # queue -> jobs nothing was stored of
         for job_id, track in self.tracks.items():
             if not track.changed:
                 continue  # only duplicates: nothing to write
-            _fold_job(fx, job_id, track, cfg, cache, now_s)
+            _fold_job(fx, job_id, track, cfg, cache, now_s, unknown)
             record = track.record
             scores = recent.get(record.queue)
             if scores is None:
                 scores = recent[record.queue] = {}
             scores[job_id] = record.ts_ms
+        for queue, job_ids in unknown.items():
+            for state in (PENDING, RUNNING):
+                key, gauge, _ = cfg.gauge(state, queue)  # type: ignore[misc]  # PENDING and RUNNING have sets
+                fx.gauge_remove_all(key, gauge, job_ids)
+            fx.oldest[cfg.keys.pending(cfg.partition, queue)] = queue
         _roll_up(fx, self.minutes, cfg)
         self.notes.write(fx, recent, self.noted)
         return fx
@@ -325,31 +331,39 @@ def _advance(track: _Track, ev: Event) -> None:
     if attempt is not None and (r.attempt is None or attempt > r.attempt):
         r.attempt = attempt
     rank = LIFECYCLE_RANK[kind]
-    if r.state and (ts, rank) <= (r.ts_ms, r.rank):
+    if r.state and (ts < r.ts_ms or (ts == r.ts_ms and rank <= r.rank)):
         return  # older than what is applied: counted, but no gauge change
     state = STATE_AFTER[kind]
     if r.state != state or r.queue != ev.queue:
         track.entered_ms = ts
-    r.state, r.ts_ms, r.rank, r.queue, r.kind = state, ts, rank, ev.queue, kind
+        r.state = state
+        r.queue = ev.queue
+    r.ts_ms = ts
+    r.rank = rank
+    r.kind = kind
     if r.created_ms is None:  # no enqueue seen: the latest event's priority
         r.priority = ev.priority
 
 
-def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: JobCache, now_s: float) -> None:
-    """The job's gauge moves and its record's write (a track with an applied event only)."""
+def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: JobCache, now_s: float,
+              unknown: dict[str, list[str]]) -> None:
+    """The job's gauge moves and its record's write (a track with an applied event only); a job
+    nothing was stored of is added to ``unknown`` (queue -> job ids) instead of leaving a gauge."""
     record = track.record
     if track.entered_ms is not None:
         new = cfg.gauge(record.state, record.queue)
-        if track.prior_state is not None:
+        if track.prior_state is None:
+            # Unknown job (new, or its state expired): no gauge may still hold it. Taken out of
+            # both of its queue's sets for the whole flush at once, before additions, so a job
+            # that is now in one of them is put back (the gauge counts what ZREM and ZADD did).
+            jobs = unknown.get(record.queue)
+            if jobs is None:
+                jobs = unknown[record.queue] = []
+            jobs.append(job_id)
+        else:
             old = cfg.gauge(track.prior_state, track.prior_queue)
             if old and old != new:
                 _leave(fx, old, job_id)
-        else:
-            # Unknown job (new, or its state expired): make sure no gauge still holds it.
-            for state in (PENDING, RUNNING):
-                old = cfg.gauge(state, record.queue)
-                if old != new:
-                    _leave(fx, old, job_id)  # type: ignore[arg-type]  # PENDING and RUNNING have sets
         if new:
             fx.gauge_add(new[0], new[1], job_id, track.entered_ms)
             if new[1] == schema.PENDING:
