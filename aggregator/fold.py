@@ -434,8 +434,9 @@ class _MinuteTally:
             if not values:
                 continue
             total = count = 0
+            memo = _TIME_FIELDS[name]
             for value_ms, n in values.items():
-                bin_field, hist_field = _time_fields(name, value_ms)
+                bin_field, hist_field = memo.get(value_ms) or _time_fields(name, value_ms)
                 adds[bin_field] = adds.get(bin_field, 0) + n
                 types[hist_field] = types.get(hist_field, 0) + n
                 total += value_ms * n
