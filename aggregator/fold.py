@@ -181,7 +181,7 @@ class Flush:
         self.cfg = cfg
         self.fx = Effects()
         self.tracks: dict[str, _Track] = {}
-        self.minutes: dict[tuple[str, int], _MinuteTally] = {}
+        self.minutes: dict[str, dict[int, _MinuteTally]] = {}  # queue -> minute (epoch s) -> its tally
         self.entries = 0
         self.last_entry_id: str | None = None
         self.notes = QueueNotes(cfg.keys, cfg.partition, cfg.recent_jobs, cfg.recent_failures)
@@ -226,9 +226,13 @@ class Flush:
                 clamped += 1
             events += 1
             minute = ts_ms // 60_000 * 60
-            tally = minutes.get((item.queue, minute))
+            # (two plain lookups cost less than building and hashing a (queue, minute) key)
+            of_queue = minutes.get(item.queue)
+            if of_queue is None:
+                of_queue = minutes[item.queue] = {}
+            tally = of_queue.get(minute)
             if tally is None:
-                tally = minutes[item.queue, minute] = _MinuteTally(_alive_bits(minute, arrival_ms // 1000, cfg))
+                tally = of_queue[minute] = _MinuteTally(_alive_bits(minute, arrival_ms // 1000, cfg))
             # The event's counts, raw (one dict update each, the commonest path of all);
             # _MinuteTally.expand turns them into stored fields once per flush.
             kind = item.type
@@ -459,7 +463,7 @@ def _alive_bits(minute: int, arrival_s: int, cfg: FoldConfig) -> int:
     return alive
 
 
-def _roll_up(fx: Effects, minutes: dict[tuple[str, int], _MinuteTally], cfg: FoldConfig) -> None:
+def _roll_up(fx: Effects, minutes: dict[str, dict[int, _MinuteTally]], cfg: FoldConfig) -> None:
     """Add the minute tallies into their queues' totals and their minute, hour and day buckets.
 
     Tallies are merged per queue, and per hour and day, before anything is
@@ -467,29 +471,23 @@ def _roll_up(fx: Effects, minutes: dict[tuple[str, int], _MinuteTally], cfg: Fol
     each into six buckets and two totals was most of its folding time.
     """
     keys, p = cfg.keys, cfg.partition
-    fx.sadd[keys.queues(p)].update(q for q, _ in minutes)
-    for t in minutes.values():
-        t.expand()
-    lifetimes: dict[str, _MinuteTally] = {}
-    coarse: dict[tuple[int, str, int], _MinuteTally] = {}  # (granularity bit, queue, start) -> merged tally
-    for (q, minute), t in minutes.items():
-        life = lifetimes.get(q)
-        if life is None:
-            life = lifetimes[q] = _MinuteTally(0)
-        _merge(life, t, lifetime=True)
-        if t.alive & 1:
-            _write_bucket(fx, cfg, "m", minute, q, t)
-        for bit in (1, 2):
-            if t.alive >> bit & 1:
-                start = minute - minute % _STEP_S[bit]
-                group = coarse.get((bit, q, start))
-                if group is None:
-                    group = coarse[bit, q, start] = _MinuteTally(0)
-                _merge(group, t, lifetime=False)
-    for (bit, q, start), group in coarse.items():
-        _write_bucket(fx, cfg, _GRAN[bit], start, q, group)
     summary = keys.summary(p)
-    for q, life in lifetimes.items():
+    fx.sadd[keys.queues(p)].update(minutes)
+    coarse: dict[tuple[int, str, int], _MinuteTally] = {}  # (granularity bit, queue, start) -> merged tally
+    for q, of_queue in minutes.items():
+        life = _MinuteTally(0)
+        for minute, t in of_queue.items():
+            t.expand()
+            _merge(life, t, lifetime=True)
+            if t.alive & 1:
+                _write_bucket(fx, cfg, "m", minute, q, t)
+            for bit in (1, 2):
+                if t.alive >> bit & 1:
+                    start = minute - minute % _STEP_S[bit]
+                    group = coarse.get((bit, q, start))
+                    if group is None:
+                        group = coarse[bit, q, start] = _MinuteTally(0)
+                    _merge(group, t, lifetime=False)
         lifetime = {fld: n for fld, n in life.adds.items() if fld in schema.SUM_FIELDS or fld[:2] in _TOTALS_PREFIXES}
         lifetime.update(life.types)
         # the queue's totals, and the partition's summary (the overview reads only the latter)
@@ -497,6 +495,8 @@ def _roll_up(fx: Effects, minutes: dict[tuple[str, int], _MinuteTally], cfg: Fol
             fx.add_all(totals, lifetime)
             fx.minimum(totals, schema.FIRST_MS, life.first_ms)
             fx.maximum(totals, schema.LAST_MS, life.last_ms)
+    for (bit, q, start), group in coarse.items():
+        _write_bucket(fx, cfg, _GRAN[bit], start, q, group)
 
 
 _GRAN = list(GRANULARITY_S)
