@@ -26,6 +26,7 @@ from aggregator.streamread import raw_reader
 
 log = logging.getLogger("jobpulse.aggregator")
 MAX_BACKOFF_S = 5.0
+READ_THREADS = 2  # threads that read and parse ahead (see Aggregator.__init__)
 
 
 @dataclass
@@ -57,10 +58,13 @@ class Aggregator:
         self._apply = scripts.register(client, "apply")
         self._read = raw_reader(client)
         # One apply thread: flushes land in the order they were folded, and Redis
-        # works on one while this thread folds the next. One read thread: chunks are
-        # read and parsed ahead without queueing behind the applies on the apply thread.
+        # works on one while this thread folds the next. Read threads: chunks are read
+        # and parsed ahead without queueing behind the applies; each partition's reads
+        # stay on one of them, in order. A read sent while Redis runs an apply waits
+        # for all of it, so a second thread keeps another read going meanwhile.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobpulse-apply")
-        self._reads = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobpulse-read")
+        self._reads = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"jobpulse-read{i}")
+                       for i in range(READ_THREADS)]
 
     @property
     def owned(self) -> set[int]:
@@ -168,7 +172,7 @@ class Aggregator:
         for p, value in self.membership.held.items():
             if p not in self.pipelines or self.pipelines[p].lease_value != value:
                 self.pipelines[p] = PartitionPipeline(p, value, self.settings, self.client, self._apply, self._read,
-                                                       self._pool, self._reads)
+                                                       self._pool, self._reads[p % READ_THREADS])
                 if p in taken:
                     log.info("owner of partition %d from %s", p, self.pipelines[p].wm_id)
         self.progress.owned = self.owned
