@@ -3,6 +3,7 @@ child processes of jobpulse, percentiles, and the JSON + summary output."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -56,9 +57,11 @@ def namespace(partitions: int = 4) -> Iterator[Namespace]:
                 client.delete(*batch[i : i + 5000])
 
 
-def jobpulse(args: Sequence[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Start ``python -m aggregator <args>`` as a child process."""
-    return subprocess.Popen([sys.executable, "-m", "aggregator", *args], env=env,
+def jobpulse(args: Sequence[str], env: dict[str, str], cpu: int | None = None) -> subprocess.Popen[bytes]:
+    """Start ``python -m aggregator <args>`` as a child process (with ``cpu``, pinned to that CPU,
+    as ``taskset -c <cpu>`` would)."""
+    pin = None if cpu is None else functools.partial(os.sched_setaffinity, 0, {cpu})
+    return subprocess.Popen([sys.executable, "-m", "aggregator", *args], env=env, preexec_fn=pin,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

@@ -6,6 +6,7 @@ commandstats) are measured over the aggregator's drain.
     python -m bench.ingest                      # 1,000,000 events over 50 queues, an hour of event time
     python -m bench.ingest --hours 48           # the same spread over two days (a backfill)
     python -m bench.ingest --events 200000
+    python -m bench.ingest --cpu 1              # the aggregator pinned to CPU 1 (taskset -c 1)
 
 Run it against a Redis nothing else uses: Redis CPU is read server-wide.
 
@@ -92,6 +93,7 @@ def main() -> None:
     parser.add_argument("--queues", type=int, default=50)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--hours", type=float, default=1.0, help="event time spanned by the workload")
+    parser.add_argument("--cpu", type=int, default=None, help="pin the aggregator to this CPU (Linux)")
     args = parser.parse_args()
     with namespace(args.partitions) as ns:
         n = preload(ns, args.events, args.queues, args.partitions, args.hours)
@@ -101,7 +103,7 @@ def main() -> None:
 
         cpu0, calls0 = redis_cpu_s(ns.client), command_calls(ns.client)
         t = time.perf_counter()
-        proc = jobpulse(["aggregate", "--drain"], ns.env(partitions=args.partitions))
+        proc = jobpulse(["aggregate", "--drain"], ns.env(partitions=args.partitions), cpu=args.cpu)
         rss_at_10pct = peak_rss = 0.0
         while True:
             # wait4, not poll: the child's own CPU time (user + sys) is what contention cannot inflate
@@ -129,6 +131,7 @@ def main() -> None:
             "queues": args.queues,
             "partitions": args.partitions,
             "event_time_hours": args.hours,
+            "aggregator_pinned_to_cpu": args.cpu,
             "aggregator_events_per_s": round(agg_rate),
             "raw_xread_events_per_s": round(raw_rate),
             "ratio": round(agg_rate / raw_rate, 3),
