@@ -222,25 +222,38 @@ class PartitionPipeline:
         if self.flush is None:
             self.flush, self.opened_s = Flush(self.cfg), now_s
         missing = self.flush.jobs_to_read(chunk.job_ids, self.cache, now_s)
-        if missing:
-            self._load_jobs(missing, chunk)
+        if missing and not self._load_jobs(missing, chunk):
+            return 0  # read again from the stored watermark
         self.flush.add(entries, self.cache)
         return len(entries)
 
-    def _load_jobs(self, job_ids: list[str], chunk: _Chunk) -> None:
-        """Learn the stored state of jobs this owner does not know (none of them is in flight)."""
-        states = chunk.states
-        forgotten = self.cache.forgotten_since(chunk.generation)
-        if forgotten is None:
-            states = {}
-        elif forgotten:
-            states = {j: v for j, v in states.items() if not any(j in ids for ids in forgotten)}
-        unread = [j for j in job_ids if j not in states]
+    def _load_jobs(self, jobs: list[str], chunk: _Chunk) -> bool:
+        """Learn the stored state of jobs this owner does not know; False if the flush in flight
+        was refused meanwhile (:meth:`reload` has dropped everything read since)."""
+        states = self._still_current(chunk)
+        if self.inflight is not None and any(j not in states for j in jobs):
+            # Read now, from Redis, only once nothing is in flight: a job the cache dropped as
+            # near its expiry (a TTL shorter than the cache's margin) may have its write in it.
+            self.settle()
+            if self.flush is None:
+                return False
+            states = self._still_current(chunk)  # the trim after it may have forgotten more
+        unread = [j for j in jobs if j not in states]
         if unread:
             states = {**states, **self._read_states(unread)}
-        for job_id in job_ids:
+        for job_id in jobs:
             raw = states[job_id]
             self.cache.put(job_id, Known(JobRecord.decode(raw) if raw else None))
+        return True
+
+    def _still_current(self, chunk: _Chunk) -> dict[str, bytes | None]:
+        """The job states read ahead with ``chunk`` that are still what Redis holds."""
+        forgotten = self.cache.forgotten_since(chunk.generation)
+        if forgotten is None:
+            return {}
+        if forgotten:
+            return {j: v for j, v in chunk.states.items() if not any(j in ids for ids in forgotten)}
+        return chunk.states
 
     def _read_states(self, job_ids: list[str]) -> dict[str, bytes | None]:
         prefix = self.cfg.job_key_prefix

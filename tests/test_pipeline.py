@@ -85,3 +85,27 @@ def test_small_chunks_read_far_ahead_with_a_tiny_cache_are_exact(settings: Setti
     publish(client, Keys(tight.key_prefix), tight.partitions, events)
     Aggregator(tight, client).run(drain=True)
     assert_exact(client, tight, expected)
+
+
+def test_a_job_dropped_from_the_cache_with_its_write_in_flight_is_read_once_that_write_has_landed(
+        settings: Settings, client: redis.Redis) -> None:
+    # A finished job is kept for 10 s, less than the cache's margin before a key's expiry: the cache
+    # drops it as soon as it is asked, while the flush that stores it may still be in flight.
+    one = settings.model_copy(update={"partitions": 1, "batch_size": 2, "dedup_window_s": 10})
+    keys = Keys(one.key_prefix)
+    done = event("j", "q", "completed", T0_MS + 5, processing_time_ms=5)
+    publish(client, keys, 1, [event("j", "q", "enqueued", T0_MS), done, done])  # then a re-send
+    agg = Aggregator(one, client)
+    agg.rebalance(want_all=True)
+    pipe = agg.pipelines[0]
+    pipe.step(time.time())  # the enqueue and the completion open a flush
+    gate = threading.Event()
+    agg._pool.submit(gate.wait)  # hold the apply thread: the flush below stays in flight
+    pipe.submit(time.time())
+    threading.Timer(0.5, gate.set).start()
+    pipe.step(time.time())  # the re-send: "j" must be read only after its flush has landed
+    agg.run(drain=True)
+    # Had "j" been read while its flush was in flight, it would have had no state: the re-send
+    # would have counted as a second completion.
+    assert client.hget(keys.totals(0, "q"), "n:completed") == b"1"
+    assert client.hget(keys.watermark(0), "duplicates") == b"1"
