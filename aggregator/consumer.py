@@ -1,6 +1,6 @@
 """The aggregator process: holds partition leases and runs each owned
-partition's batch pipeline, applying flushes on one thread while the main
-thread reads and folds."""
+partition's batch pipeline: the main thread folds, read threads read and
+parse ahead, one thread applies the flushes."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import os
 import time
 import uuid
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -65,6 +66,7 @@ class Aggregator:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jobpulse-apply")
         self._reads = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"jobpulse-read{i}")
                        for i in range(READ_THREADS)]
+        self._reader_of: dict[int, ThreadPoolExecutor] = {}  # partition -> the read thread it uses
 
     @property
     def owned(self) -> set[int]:
@@ -172,12 +174,18 @@ class Aggregator:
         for p, value in self.membership.held.items():
             if p not in self.pipelines or self.pipelines[p].lease_value != value:
                 self.pipelines[p] = PartitionPipeline(p, value, self.settings, self.client, self._apply, self._read,
-                                                       self._pool, self._reads[p % READ_THREADS])
+                                                       self._pool, self._read_thread(p))
                 if p in taken:
                     log.info("owner of partition %d from %s", p, self.pipelines[p].wm_id)
         self.progress.owned = self.owned
         prune_stale_workers(self.client, self.keys, self.owned, self.settings.worker_retention_s, now_ms)
         self.report.publish(now_ms)
+
+    def _read_thread(self, p: int) -> ThreadPoolExecutor:
+        """The read thread that the fewest of the other owned partitions use, for partition ``p``."""
+        users = Counter(self._reader_of[q] for q in self.pipelines if q != p and q in self._reader_of)
+        reader = self._reader_of[p] = min(self._reads, key=lambda r: users[r])
+        return reader
 
     def release_all(self) -> None:
         """Land what is open, give back every lease and leave the live-aggregator set."""

@@ -262,7 +262,8 @@ def fast_event(raw: bytes) -> Event | None:
             return None
         ev.priority = priority
     ts = ev.timestamp
-    # (the commonest path inlined: a second already seen, in the emitters' own form)
+    # (_epoch_ms's commonest path, inlined: a second already seen, in the emitters' own form;
+    # the two must accept the same strings)
     seconds, millis = _SECONDS.get(ts[:19]), _MILLIS.get(ts[19:])
     if seconds is not None and millis is not None:
         ev.ts_ms = seconds * 1000 + millis

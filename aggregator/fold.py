@@ -115,9 +115,11 @@ class _Track:
     """A job while a flush is folded.
 
     ``record`` is the one the owner's cache holds, changed in place as events
-    apply (nothing else reads it before the flush's writes are encoded, and a
-    flush that fails drops the cache with it), or a new one for a job nothing
-    is stored of.
+    apply, or a new one for a job nothing is stored of. Nothing needs the
+    record as it was: what the gauges need is kept here, the cache's trim
+    reads only whether the job is finished (and a job this flush changes is
+    stored again by it), and whatever makes the pipeline re-read from Redis
+    (a refused or unanswered apply, a lost lease) drops the cache with it.
     """
 
     record: JobRecord
@@ -164,7 +166,7 @@ def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]],
     return out
 
 
-def job_ids(entries: list[Entry]) -> set[str]:
+def event_job_ids(entries: list[Entry]) -> set[str]:
     """The ids of the jobs whose events ``entries`` hold."""
     return {item.job_id for _, _, item in entries if type(item) is Event}
 
@@ -188,7 +190,7 @@ class Flush:
         self.noted: list[Event] = []  # applied events whose type is in NOTED, for self.notes
 
     def jobs_to_read(self, ids: Iterable[str], cache: JobCache, now_s: float) -> list[str]:
-        """Jobs among ``ids`` (see :func:`job_ids`) whose stored state this flush does not know yet."""
+        """Jobs among ``ids`` (see :func:`event_job_ids`) whose stored state this flush does not know yet."""
         tracks = self.tracks
         return cache.missing([job_id for job_id in ids if job_id not in tracks], now_s)
 
@@ -281,10 +283,10 @@ class Flush:
             if scores is None:
                 scores = recent[record.queue] = {}
             scores[job_id] = record.ts_ms
-        for queue, job_ids in unknown.items():
+        for queue, jobs in unknown.items():
             for state in (PENDING, RUNNING):
                 key, gauge, _ = cfg.gauge(state, queue)  # type: ignore[misc]  # PENDING and RUNNING have sets
-                fx.gauge_remove_all(key, gauge, job_ids)
+                fx.gauge_remove_all(key, gauge, jobs)
             fx.oldest[cfg.keys.pending(cfg.partition, queue)] = queue
         _roll_up(fx, self.minutes, cfg)
         self.notes.write(fx, recent, self.noted)
@@ -297,7 +299,7 @@ def fold(entries: list[Entry], prior: dict[str, JobRecord], cfg: FoldConfig, now
     for job_id, record in prior.items():
         cache.put(job_id, Known(record.copy()))  # folding changes the records it is given
     flush = Flush(cfg)
-    for job_id in flush.jobs_to_read(job_ids(entries), cache, now_s):
+    for job_id in flush.jobs_to_read(event_job_ids(entries), cache, now_s):
         cache.put(job_id, Known(None))
     flush.add(entries, cache)
     return flush.finish(cache, now_s)
@@ -428,7 +430,7 @@ class _MinuteTally:
     last_ms: int = -1
 
     def expand(self) -> None:
-        """Turn the raw counts into stored fields: ``adds``, ``maxes`` and ``types``."""
+        """Turn the raw counts into stored fields: ``adds``, ``maxes`` and ``types`` (once per tally)."""
         adds, types = self.adds, self.types
         for kind, n in self.kinds.items():
             adds[_COUNT_FIELD[kind]] = n

@@ -28,15 +28,15 @@ _SHARED = {s: s for s in ("enqueued", "started", "completed", "failed", "retried
                           "archived", "restored", "background", "low", "normal", "high", "critical")}
 
 
-class JobRecord(msgspec.Struct, array_like=True, omit_defaults=True, gc=False):
+class JobRecord(msgspec.Struct, array_like=True, gc=False):
     """A job's latest applied state and the event ids applied to it, and what its events told of it
     for hammerwork-web's job views (api/jobs_store.py).
 
     The fields from ``kind`` on are None where no applied event told them, and in a record stored
     before they existed (its five-field form still decodes). Folding (``fold._advance``) updates
     them event by event with rules that do not depend on how the events are split into flushes.
-    Stored as a JSON array, the fields in order, trailing defaults left out. (``gc=False``: a record
-    refers to nothing that refers back, and the cache's many records would only lengthen collections.)
+    Stored as a JSON array, the fields in order. (``gc=False``: a record refers to nothing that
+    refers back, and the cache's many records would only lengthen collections.)
     """
 
     state: str  # schema.JOB_*; "" in a record being built for a job nothing was stored of

@@ -22,7 +22,7 @@ import redis
 from redis.commands.core import Script
 
 from aggregator import schema
-from aggregator.fold import Entry, Flush, FoldConfig, job_ids, parse_entries
+from aggregator.fold import Entry, Flush, FoldConfig, event_job_ids, parse_entries
 from aggregator.jobcache import JobCache, JobRecord, Known
 from aggregator.keys import Keys
 from aggregator.settings import Settings
@@ -104,7 +104,7 @@ class PartitionPipeline:
     def reload(self) -> None:
         """Forget everything in memory and continue from the stored watermark."""
         self.flush, self.inflight = None, None
-        self._ahead.clear()
+        self._drop_reads()
         self.cache.clear()
         self._expiry_sent.clear()
         wm_id = self.client.hget(self.keys.watermark(self.p), schema.WM_ID)
@@ -177,16 +177,25 @@ class PartitionPipeline:
         """Ask the read thread for the next chunk: it reads while this thread folds."""
         return self._reads.submit(self._read_ahead, self._cursor)
 
+    def _drop_reads(self) -> None:
+        """Forget the reads queued ahead; those not started yet are not sent at all (the read
+        thread is shared with other partitions)."""
+        for future in self._ahead:
+            future.cancel()
+        self._ahead.clear()
+
     def _read_ahead(self, cursor: _Cursor) -> _Chunk:
         """On the read thread: read, parse, and read the states of jobs the owner does not hold.
 
         Reading those states here keeps the folding thread from waiting on
-        Redis. A state read here is used only if the cache has not held and
-        forgotten that job since (:meth:`JobCache.forgotten_since`): every
-        write of a job is preceded by the cache holding it, from the flush's
-        finish until after the write has landed, so a job the cache did not
-        hold when its state was read, and has not forgotten since, has had no
-        write land after that read.
+        Redis. The cache's generation is taken before it is asked which jobs
+        it holds, and a state read here is used (by :meth:`_load_jobs`, when
+        the chunk is folded) only if the cache has not forgotten that job
+        since (:meth:`JobCache.forgotten_since`). That makes it current: a
+        job's write is preceded by the cache holding it, from the flush's
+        finish until after the write has landed, and every removal from the
+        cache is recorded (the one that can come before a write has landed,
+        a near-expiry drop, is read again once nothing is in flight).
         """
         s = self.settings
         entries = parse_entries(self._read(self.keys.stream(self.p), cursor.after_id, s.batch_size),
@@ -196,7 +205,7 @@ class PartitionPipeline:
         cache, flush = self.cache, self.flush
         generation = cache.generation
         tracks = flush.tracks if flush is not None else {}
-        ids = job_ids(entries)
+        ids = event_job_ids(entries)
         unknown = [job_id for job_id in ids if job_id not in tracks and not cache.holds(job_id)]
         states: dict[str, bytes | None] = {}
         if unknown:
@@ -215,7 +224,7 @@ class PartitionPipeline:
         elif ahead:
             # Caught up: the reads queued behind this one ran too early to find much. Read afresh
             # from here (a new cursor: the dropped reads may still move the old one).
-            ahead.clear()
+            self._drop_reads()
             self._cursor = _Cursor(self.read_id)
         if not entries:
             return 0

@@ -3,7 +3,6 @@ child processes of jobpulse, percentiles, and the JSON + summary output."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import platform
@@ -60,9 +59,11 @@ def namespace(partitions: int = 4) -> Iterator[Namespace]:
 def jobpulse(args: Sequence[str], env: dict[str, str], cpu: int | None = None) -> subprocess.Popen[bytes]:
     """Start ``python -m aggregator <args>`` as a child process (with ``cpu``, pinned to that CPU,
     as ``taskset -c <cpu>`` would)."""
-    pin = None if cpu is None else functools.partial(os.sched_setaffinity, 0, {cpu})
-    return subprocess.Popen([sys.executable, "-m", "aggregator", *args], env=env, preexec_fn=pin,
+    proc = subprocess.Popen([sys.executable, "-m", "aggregator", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if cpu is not None:  # (before the child has started its threads: they inherit it)
+        os.sched_setaffinity(proc.pid, {cpu})
+    return proc
 
 
 @contextmanager
