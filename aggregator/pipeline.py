@@ -231,29 +231,27 @@ class PartitionPipeline:
         if self.flush is None:
             self.flush, self.opened_s = Flush(self.cfg), now_s
         missing = self.flush.jobs_to_read(chunk.job_ids, self.cache, now_s)
-        if missing and not self._load_jobs(missing, chunk):
-            return 0  # read again from the stored watermark
+        if missing and self.inflight is not None and not self._still_current(chunk).keys() >= set(missing):
+            # Some must be read from Redis now: only once nothing is in flight, since a job the cache
+            # dropped as near its expiry (a TTL shorter than the cache's margin) may have its write there.
+            self.settle()
+            if self.flush is None:
+                return 0  # the flush in flight was refused: read again from the stored watermark
+            missing = self.flush.jobs_to_read(chunk.job_ids, self.cache, now_s)  # its trim may forget more
+        if missing:
+            self._load_jobs(missing, chunk)
         self.flush.add(entries, self.cache)
         return len(entries)
 
-    def _load_jobs(self, jobs: list[str], chunk: _Chunk) -> bool:
-        """Learn the stored state of jobs this owner does not know; False if the flush in flight
-        was refused meanwhile (:meth:`reload` has dropped everything read since)."""
+    def _load_jobs(self, jobs: list[str], chunk: _Chunk) -> None:
+        """Learn the stored state of jobs this owner does not know (none of them is in flight)."""
         states = self._still_current(chunk)
-        if self.inflight is not None and any(j not in states for j in jobs):
-            # Read now, from Redis, only once nothing is in flight: a job the cache dropped as
-            # near its expiry (a TTL shorter than the cache's margin) may have its write in it.
-            self.settle()
-            if self.flush is None:
-                return False
-            states = self._still_current(chunk)  # the trim after it may have forgotten more
         unread = [j for j in jobs if j not in states]
         if unread:
             states = {**states, **self._read_states(unread)}
         for job_id in jobs:
             raw = states[job_id]
             self.cache.put(job_id, Known(JobRecord.decode(raw) if raw else None))
-        return True
 
     def _still_current(self, chunk: _Chunk) -> dict[str, bytes | None]:
         """The job states read ahead with ``chunk`` that are still what Redis holds."""
