@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import msgspec
 import orjson
 
-from aggregator import errors, schema, sketch
+from aggregator import errors, schema
 from aggregator.effects import Effects
 from aggregator.events import (
     EVENT_FIELD,
@@ -32,9 +32,9 @@ from aggregator.events import (
     parse_heartbeat,
 )
 from aggregator.jobcache import ERROR_CHARS, JobCache, JobRecord, Known
-from aggregator.keys import GRANULARITY_S, Keys, bucket_start
+from aggregator.keys import Keys, bucket_start
 from aggregator.recent import NOTED, QueueNotes
-from aggregator.sketch import histogram_index
+from aggregator.tally import MinuteTally, alive_bits, roll_up
 
 PENDING, RUNNING, AWAITING_RETRY, FINISHED = (
     schema.JOB_PENDING, schema.JOB_RUNNING, schema.JOB_AWAITING_RETRY, schema.JOB_FINISHED)
@@ -183,7 +183,7 @@ class Flush:
         self.cfg = cfg
         self.fx = Effects()
         self.tracks: dict[str, _Track] = {}
-        self.minutes: dict[str, dict[int, _MinuteTally]] = {}  # queue -> minute (epoch s) -> its tally
+        self.minutes: dict[str, dict[int, MinuteTally]] = {}  # queue -> minute (epoch s) -> its tally
         self.entries = 0
         self.last_entry_id: str | None = None
         self.notes = QueueNotes(cfg.keys, cfg.partition, cfg.recent_jobs, cfg.recent_failures)
@@ -234,9 +234,9 @@ class Flush:
                 of_queue = minutes[item.queue] = {}
             tally = of_queue.get(minute)
             if tally is None:
-                tally = of_queue[minute] = _MinuteTally(_alive_bits(minute, arrival_ms // 1000, cfg))
+                tally = of_queue[minute] = MinuteTally(alive_bits(minute, arrival_ms // 1000, cfg))
             # The event's counts, raw (one dict update each, the commonest path of all);
-            # _MinuteTally.expand turns them into stored fields once per flush.
+            # MinuteTally.expand turns them into stored fields once per flush.
             kind = item.type
             kinds = tally.kinds
             kinds[kind] = kinds.get(kind, 0) + 1
@@ -288,7 +288,7 @@ class Flush:
                 key, gauge, _ = cfg.gauge(state, queue)  # type: ignore[misc]  # PENDING and RUNNING have sets
                 fx.gauge_remove_all(key, gauge, jobs)
             fx.oldest[cfg.keys.pending(cfg.partition, queue)] = queue
-        _roll_up(fx, self.minutes, cfg)
+        roll_up(fx, self.minutes, cfg)
         self.notes.write(fx, recent, self.noted)
         return fx
 
@@ -386,152 +386,10 @@ def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: J
     cache.put(job_id, Known(record, expires), finished)
 
 
-_COUNT_FIELD = {kind: schema.COUNT + kind for kind in STATE_AFTER}
-# value_ms -> (sketch bin field, histogram field); durations repeat a lot, the log does not need recomputing
-_TIME_FIELDS: dict[str, dict[int, tuple[str, str]]] = {"pt": {}, "wt": {}}
-_TIME_FIELDS_MAX = 100_000
-
-
-def _time_fields(name: str, value_ms: int) -> tuple[str, str]:
-    memo = _TIME_FIELDS[name]
-    got = memo.get(value_ms)
-    if got is None:
-        if len(memo) >= _TIME_FIELDS_MAX:
-            memo.clear()
-        bins, hist = (schema.PT_SKETCH, schema.PT_HIST) if name == "pt" else (schema.WT_SKETCH, schema.WT_HIST)
-        got = memo[value_ms] = (f"{bins}{sketch.bin_of(value_ms)}", f"{hist}{histogram_index(value_ms)}")
-    return got
-
-
 def _leave(fx: Effects, gauge: tuple[str, str, str], job_id: str) -> None:
     fx.gauge_remove(gauge[0], gauge[1], job_id)
     if gauge[1] == schema.PENDING:
         fx.oldest[gauge[0]] = gauge[2]
-
-
-_TIME_NAMES = {"pt": (schema.PT_SUM, schema.PT_N, schema.PT_MAX), "wt": (schema.WT_SUM, schema.WT_N, schema.WT_MAX)}
-
-
-@dataclass(slots=True)
-class _MinuteTally:
-    """One queue's events of one event-time minute in the flush: raw counts as folded, then
-    (:meth:`expand`) the bucket fields and totals they add up to."""
-
-    alive: int  # bit per granularity whose bucket still exists; writing an expired one would resurrect it
-    kinds: dict[str, int] = field(default_factory=dict)  # event type -> events
-    priorities: dict[str, int] = field(default_factory=dict)  # of enqueued events
-    processing_ms: dict[int, int] = field(default_factory=dict)  # value -> outcomes that took it
-    wait_ms: dict[int, int] = field(default_factory=dict)  # value -> starts that waited it
-    job_types: dict[tuple[str, str], int] = field(default_factory=dict)  # (event type, job type) -> events
-    adds: dict[str, int] = field(default_factory=dict)
-    maxes: dict[str, int] = field(default_factory=dict)
-    types: dict[str, int] = field(default_factory=dict)  # totals only: per job type counts, histogram buckets
-    first_ms: int = 2**63
-    last_ms: int = -1
-
-    def expand(self) -> None:
-        """Turn the raw counts into stored fields: ``adds``, ``maxes`` and ``types`` (once per tally)."""
-        adds, types = self.adds, self.types
-        for kind, n in self.kinds.items():
-            adds[_COUNT_FIELD[kind]] = n
-        for priority, n in self.priorities.items():
-            adds[schema.PRIORITY + priority] = n
-        for name, values in (("pt", self.processing_ms), ("wt", self.wait_ms)):
-            if not values:
-                continue
-            total = count = 0
-            memo = _TIME_FIELDS[name]
-            for value_ms, n in values.items():
-                bin_field, hist_field = memo.get(value_ms) or _time_fields(name, value_ms)
-                adds[bin_field] = adds.get(bin_field, 0) + n
-                types[hist_field] = types.get(hist_field, 0) + n
-                total += value_ms * n
-                count += n
-            sum_field, n_field, max_field = _TIME_NAMES[name]
-            adds[sum_field], adds[n_field] = total, count
-            self.maxes[max_field] = max(values)
-        for (kind, job_type), n in self.job_types.items():
-            types[f"{schema.JOB_TYPE}{kind}:{job_type}"] = n
-
-
-_TOTALS_PREFIXES = frozenset({schema.COUNT, schema.PRIORITY})
-
-
-def _alive_bits(minute: int, arrival_s: int, cfg: FoldConfig) -> int:
-    alive = 0
-    for bit, (gran, step_s) in enumerate(GRANULARITY_S.items()):
-        if minute - minute % step_s + step_s + cfg.retention_s[gran] > arrival_s:
-            alive |= 1 << bit
-    return alive
-
-
-def _roll_up(fx: Effects, minutes: dict[str, dict[int, _MinuteTally]], cfg: FoldConfig) -> None:
-    """Add the minute tallies into their queues' totals and their minute, hour and day buckets.
-
-    Tallies are merged per queue, and per hour and day, before anything is
-    written: a backfill has a tally for nearly every few events, and writing
-    each into six buckets and two totals was most of its folding time.
-    """
-    keys, p = cfg.keys, cfg.partition
-    summary = keys.summary(p)
-    fx.sadd[keys.queues(p)].update(minutes)
-    coarse: dict[tuple[int, str, int], _MinuteTally] = {}  # (granularity bit, queue, start) -> merged tally
-    for q, of_queue in minutes.items():
-        life = _MinuteTally(0)
-        for minute, t in of_queue.items():
-            t.expand()
-            _merge(life, t, lifetime=True)
-            if t.alive & 1:
-                _write_bucket(fx, cfg, "m", minute, q, t)
-            for bit in (1, 2):
-                if t.alive >> bit & 1:
-                    start = minute - minute % _STEP_S[bit]
-                    group = coarse.get((bit, q, start))
-                    if group is None:
-                        group = coarse[bit, q, start] = _MinuteTally(0)
-                    _merge(group, t, lifetime=False)
-        lifetime = {fld: n for fld, n in life.adds.items() if fld in schema.SUM_FIELDS or fld[:2] in _TOTALS_PREFIXES}
-        lifetime.update(life.types)
-        # the queue's totals, and the partition's summary (the overview reads only the latter)
-        for totals in (keys.totals(p, q), summary):
-            fx.add_all(totals, lifetime)
-            fx.minimum(totals, schema.FIRST_MS, life.first_ms)
-            fx.maximum(totals, schema.LAST_MS, life.last_ms)
-    for (bit, q, start), group in coarse.items():
-        _write_bucket(fx, cfg, _GRAN[bit], start, q, group)
-
-
-_GRAN = list(GRANULARITY_S)
-_STEP_S = list(GRANULARITY_S.values())
-
-
-def _merge(dst: _MinuteTally, t: _MinuteTally, lifetime: bool) -> None:
-    """Add ``t`` into ``dst``: what totals keep for ``lifetime`` (per-type counts, time bounds),
-    else what buckets keep (maxima)."""
-    adds = dst.adds
-    for fld, n in t.adds.items():
-        adds[fld] = adds.get(fld, 0) + n
-    if not lifetime:
-        maxes = dst.maxes
-        for fld, value in t.maxes.items():
-            if value > maxes.get(fld, -1):
-                maxes[fld] = value
-    else:
-        types = dst.types
-        for fld, n in t.types.items():
-            types[fld] = types.get(fld, 0) + n
-        dst.first_ms = min(dst.first_ms, t.first_ms)
-        dst.last_ms = max(dst.last_ms, t.last_ms)
-
-
-def _write_bucket(fx: Effects, cfg: FoldConfig, gran: str, start: int, queue: str, t: _MinuteTally) -> None:
-    keys, p = cfg.keys, cfg.partition
-    expire_at = start + GRANULARITY_S[gran] + cfg.retention_s[gran]
-    for key in (keys.bucket(p, gran, start, queue), keys.bucket(p, gran, start)):
-        fx.add_all(key, t.adds)
-        for fld, value in t.maxes.items():
-            fx.maximum(key, fld, value)
-        fx.expire_at_s[key] = expire_at
 
 
 def _fold_error(fx: Effects, ev: Event, cfg: FoldConfig) -> None:
