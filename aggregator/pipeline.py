@@ -189,7 +189,7 @@ class PartitionPipeline:
 
         Reading those states here keeps the folding thread from waiting on
         Redis. The cache's generation is taken before it is asked which jobs
-        it holds, and a state read here is used (by :meth:`_load_jobs`, when
+        it holds, and a state read here is used (see :meth:`_still_current`, when
         the chunk is folded) only if the cache has not forgotten that job
         since (:meth:`JobCache.forgotten_since`). That makes it current: a
         job's write is preceded by the cache holding it, from the flush's
@@ -231,21 +231,23 @@ class PartitionPipeline:
         if self.flush is None:
             self.flush, self.opened_s = Flush(self.cfg), now_s
         missing = self.flush.jobs_to_read(chunk.job_ids, self.cache, now_s)
-        if missing and self.inflight is not None and not self._still_current(chunk).keys() >= set(missing):
-            # Some must be read from Redis now: only once nothing is in flight, since a job the cache
-            # dropped as near its expiry (a TTL shorter than the cache's margin) may have its write there.
-            self.settle()
-            if self.flush is None:
-                return 0  # the flush in flight was refused: read again from the stored watermark
-            missing = self.flush.jobs_to_read(chunk.job_ids, self.cache, now_s)  # its trim may forget more
         if missing:
-            self._load_jobs(missing, chunk)
+            states = self._still_current(chunk)
+            if self.inflight is not None and not states.keys() >= set(missing):
+                # Some must be read from Redis now: only once nothing is in flight, since a job the cache
+                # dropped as near its expiry (a TTL shorter than the cache's margin) may have its write there.
+                self.settle()
+                if self.flush is None:
+                    return 0  # the flush in flight was refused: read again from the stored watermark
+                missing = self.flush.jobs_to_read(chunk.job_ids, self.cache, now_s)  # its trim may forget more
+                states = self._still_current(chunk)
+            self._load_jobs(missing, states)
         self.flush.add(entries, self.cache)
         return len(entries)
 
-    def _load_jobs(self, jobs: list[str], chunk: _Chunk) -> None:
-        """Learn the stored state of jobs this owner does not know (none of them is in flight)."""
-        states = self._still_current(chunk)
+    def _load_jobs(self, jobs: list[str], states: dict[str, bytes | None]) -> None:
+        """Learn the stored state of jobs this owner does not know (none of them is in flight), from
+        ``states`` read ahead and still current, else from Redis."""
         unread = [j for j in jobs if j not in states]
         if unread:
             states = {**states, **self._read_states(unread)}
