@@ -21,6 +21,7 @@ class Effects:
     """Every write of one flush; same-key writes are merged as they are added."""
 
     incr: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
+    fanout: list[tuple[list[str], dict[str, int]]] = field(default_factory=list)  # (hashes, adds to each)
     hmax: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     hmin: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
     hset: dict[str, dict[str, str]] = field(default_factory=lambda: defaultdict(dict))
@@ -47,6 +48,10 @@ class Effects:
         fields = self.incr[key]
         for fld, n in adds.items():
             fields[fld] = fields.get(fld, 0) + n
+
+    def add_to_all(self, keys: list[str], adds: dict[str, int]) -> None:
+        """HINCRBY of the same fields in each of ``keys``, sent once (``adds`` must not change after)."""
+        self.fanout.append((keys, adds))
 
     def maximum(self, key: str, fld: str, value: int) -> None:
         """Keep the larger of the stored and given value."""
@@ -134,6 +139,9 @@ class Effects:
             emit(f.OP_OLDEST, oldest_key, [x for key, q in self.oldest.items() for x in (key_no(key), q)], 2,
                  [key_no(backlog_key)])
         pairs(f.OP_INCR, self.incr)
+        for targets, adds in self.fanout:
+            emit(f.OP_FANOUT, None, list(chain.from_iterable(adds.items())), 2,
+                 [len(targets), *map(key_no, targets)])
         pairs(f.OP_MAX, self.hmax)
         pairs(f.OP_MIN, self.hmin)
         pairs(f.OP_HSET, self.hset)

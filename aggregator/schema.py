@@ -39,6 +39,7 @@ WM_HEARTBEATS, WM_CLAMPED = "heartbeats", "clamped"
 
 # -- apply script op codes (see aggregator/lua/apply.lua) --------------------
 OP_INCR = "I"  # HINCRBY field by n, per pair
+OP_FANOUT = "F"  # hash count k, k key nos., then (field, n) pairs: HINCRBY each pair in each of the k hashes
 OP_MAX = "X"  # keep the larger value, per pair
 OP_MIN = "N"  # keep the smaller value, per pair
 OP_HSET = "S"  # HSET the pairs

@@ -93,28 +93,33 @@ def alive_bits(minute: int, arrival_s: int, cfg: FoldConfig) -> int:
 def roll_up(fx: Effects, minutes: dict[str, dict[int, MinuteTally]], cfg: FoldConfig) -> None:
     """Add the minute tallies into their queues' totals and their minute, hour and day buckets.
 
-    Tallies are merged per queue, and per hour and day, before anything is
-    written: a backfill has a tally for nearly every few events, and writing
-    each into six buckets and two totals was most of its folding time.
+    A tally's counts go to up to six buckets (its queue's and the partition's,
+    per granularity). Sent once, Redis adds them to each (one ``F`` op): that
+    costs Redis a few hash calls per bucket and spares the folding thread
+    merging and sending the same fields six times. A bucket many of the
+    flush's tallies add to (a backfill's hours, the partition's minute of many
+    queues) is merged here instead, so Redis still gets one write for it.
     """
     keys, p = cfg.keys, cfg.partition
     summary = keys.summary(p)
     fx.sadd[keys.queues(p)].update(minutes)
-    coarse: dict[tuple[int, str, int], MinuteTally] = {}  # (granularity bit, queue, start) -> merged tally
+    targets: list[tuple[MinuteTally, list[str]]] = []  # tally -> the buckets it adds to
+    writers: dict[str, int] = {}  # bucket -> tallies adding to it
     for q, of_queue in minutes.items():
         life = MinuteTally(0)
         for minute, t in of_queue.items():
             t.expand()
-            _merge(life, t, lifetime=True)
-            if t.alive & 1:
-                _write_bucket(fx, cfg, "m", minute, q, t)
-            for bit in (1, 2):
+            _merge(life, t)
+            buckets = []
+            for bit, gran in enumerate(_GRAN):
                 if t.alive >> bit & 1:
                     start = minute - minute % _STEP_S[bit]
-                    group = coarse.get((bit, q, start))
-                    if group is None:
-                        group = coarse[bit, q, start] = MinuteTally(0)
-                    _merge(group, t, lifetime=False)
+                    expire_at = start + _STEP_S[bit] + cfg.retention_s[gran]
+                    for key in (keys.bucket(p, gran, start, q), keys.bucket(p, gran, start)):
+                        buckets.append(key)
+                        writers[key] = writers.get(key, 0) + 1
+                        fx.expire_at_s[key] = expire_at
+            targets.append((t, buckets))
         lifetime = {fld: n for fld, n in life.adds.items() if fld in schema.SUM_FIELDS or fld[:2] in _TOTALS_PREFIXES}
         lifetime.update(life.types)
         # the queue's totals, and the partition's summary (the overview reads only the latter)
@@ -122,38 +127,32 @@ def roll_up(fx: Effects, minutes: dict[str, dict[int, MinuteTally]], cfg: FoldCo
             fx.add_all(totals, lifetime)
             fx.minimum(totals, schema.FIRST_MS, life.first_ms)
             fx.maximum(totals, schema.LAST_MS, life.last_ms)
-    for (bit, q, start), group in coarse.items():
-        _write_bucket(fx, cfg, _GRAN[bit], start, q, group)
+    for t, buckets in targets:
+        fanned = []
+        for key in buckets:
+            if writers[key] > FANOUT_MAX_WRITERS:
+                fx.add_all(key, t.adds)
+            else:
+                fanned.append(key)
+            for fld, value in t.maxes.items():
+                fx.maximum(key, fld, value)
+        if fanned:
+            fx.add_to_all(fanned, t.adds)
 
 
+# A bucket that more of a flush's tallies than this add to is merged in memory (see roll_up).
+FANOUT_MAX_WRITERS = 4
 _GRAN = list(GRANULARITY_S)
 _STEP_S = list(GRANULARITY_S.values())
 
 
-def _merge(dst: MinuteTally, t: MinuteTally, lifetime: bool) -> None:
-    """Add ``t`` into ``dst``: what totals keep for ``lifetime`` (per-type counts, time bounds),
-    else what buckets keep (maxima)."""
+def _merge(dst: MinuteTally, t: MinuteTally) -> None:
+    """Add ``t`` into ``dst``, as a queue's totals keep it: counts, per-type counts, time bounds."""
     adds = dst.adds
     for fld, n in t.adds.items():
         adds[fld] = adds.get(fld, 0) + n
-    if not lifetime:
-        maxes = dst.maxes
-        for fld, value in t.maxes.items():
-            if value > maxes.get(fld, -1):
-                maxes[fld] = value
-    else:
-        types = dst.types
-        for fld, n in t.types.items():
-            types[fld] = types.get(fld, 0) + n
-        dst.first_ms = min(dst.first_ms, t.first_ms)
-        dst.last_ms = max(dst.last_ms, t.last_ms)
-
-
-def _write_bucket(fx: Effects, cfg: FoldConfig, gran: str, start: int, queue: str, t: MinuteTally) -> None:
-    keys, p = cfg.keys, cfg.partition
-    expire_at = start + GRANULARITY_S[gran] + cfg.retention_s[gran]
-    for key in (keys.bucket(p, gran, start, queue), keys.bucket(p, gran, start)):
-        fx.add_all(key, t.adds)
-        for fld, value in t.maxes.items():
-            fx.maximum(key, fld, value)
-        fx.expire_at_s[key] = expire_at
+    types = dst.types
+    for fld, n in t.types.items():
+        types[fld] = types.get(fld, 0) + n
+    dst.first_ms = min(dst.first_ms, t.first_ms)
+    dst.last_ms = max(dst.last_ms, t.last_ms)

@@ -85,6 +85,12 @@ while i <= n do
   local last = i + 2 + tonumber(ARGV[i + 2])
   if code == 'I' then
     incr(key, first, last)
+  elseif code == 'F' then
+    -- item 1: how many hashes (k), items 2..k+1 their key numbers, then the pairs added to each
+    local k = tonumber(ARGV[first])
+    for d = 1, k do
+      incr(KEYS[tonumber(ARGV[first + d])], first + k + 1, last)
+    end
   elseif code == 'X' or code == 'N' then
     keep_extreme(key, first, last, code == 'X')
   elseif code == 'J' then

@@ -1,0 +1,48 @@
+"""Rolling minute tallies up into buckets: sent once for Redis to fan out, or merged in memory."""
+
+from __future__ import annotations
+
+from aggregator.effects import Effects
+from aggregator.fold import FoldConfig
+from aggregator.keys import Keys
+from aggregator.tally import FANOUT_MAX_WRITERS, MinuteTally, roll_up
+
+KEYS = Keys("t")
+CFG = FoldConfig(keys=KEYS, partition=0, retention_s={"m": 10**9, "h": 10**9, "d": 10**9}, dedup_window_s=60,
+                 job_ttl_s=60, future_tolerance_ms=0)
+MINUTE = 1_800_000_000 - 1_800_000_000 % 86_400 + 120  # the third minute of a day
+ALL_ALIVE = 0b111
+
+
+def _tally(completed: int) -> MinuteTally:
+    t = MinuteTally(ALL_ALIVE)
+    t.kinds["completed"] = completed
+    t.first_ms = t.last_ms = MINUTE * 1000
+    return t
+
+
+def _buckets(start_m: int, queue: str | None) -> list[str]:
+    return [KEYS.bucket(0, "m", start_m, queue), KEYS.bucket(0, "h", start_m - start_m % 3600, queue),
+            KEYS.bucket(0, "d", start_m - start_m % 86_400, queue)]
+
+
+def test_a_lone_tally_is_sent_once_for_all_six_of_its_buckets() -> None:
+    fx = Effects()
+    roll_up(fx, {"q": {MINUTE: _tally(3)}}, CFG)
+    [(targets, adds)] = fx.fanout
+    assert sorted(targets) == sorted(_buckets(MINUTE, "q") + _buckets(MINUTE, None))
+    assert adds == {"n:completed": 3}
+    assert not set(targets) & set(fx.incr)  # and not again as plain adds
+    assert fx.incr[KEYS.totals(0, "q")]["n:completed"] == 3
+
+
+def test_a_bucket_many_tallies_add_to_is_merged_in_memory() -> None:
+    queues = [f"q{i}" for i in range(FANOUT_MAX_WRITERS + 1)]  # one minute of more queues than fan out
+    fx = Effects()
+    roll_up(fx, {q: {MINUTE: _tally(i + 1)} for i, q in enumerate(queues)}, CFG)
+    n = len(queues)
+    for key in _buckets(MINUTE, None):  # the partition's buckets: one merged add each
+        assert fx.incr[key] == {"n:completed": n * (n + 1) // 2}
+    for i, q in enumerate(queues):  # each queue's own: fanned out
+        assert ([adds for targets, adds in fx.fanout if set(_buckets(MINUTE, q)) <= set(targets)]
+                == [{"n:completed": i + 1}])
