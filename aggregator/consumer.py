@@ -57,6 +57,7 @@ class Aggregator:
         # set() takes the lock that the Event.wait() the signal interrupted may be holding.
         self._stopping = False
         self._apply = scripts.register(client, "apply")
+        self._packed = scripts.lua_has_msgpack(client)  # the apply's ops as one MessagePack argument
         self._read = raw_reader(client)
         # One apply thread: flushes land in the order they were folded, and Redis
         # works on one while this thread folds the next. Read threads: chunks are read
@@ -174,7 +175,7 @@ class Aggregator:
         for p, value in self.membership.held.items():
             if p not in self.pipelines or self.pipelines[p].lease_value != value:
                 self.pipelines[p] = PartitionPipeline(p, value, self.settings, self.client, self._apply, self._read,
-                                                       self._pool, self._read_thread(p))
+                                                       self._pool, self._read_thread(p), packed=self._packed)
                 if p in taken:
                     log.info("owner of partition %d from %s", p, self.pipelines[p].wm_id)
         self.progress.owned = self.owned

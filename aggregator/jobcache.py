@@ -56,12 +56,12 @@ class JobRecord(msgspec.Struct, array_like=True, gc=False):
     attempt: int | None = None  # the largest attempt (or error.retry_attempt) any event gave
     starts: int = 0  # started events applied
 
-    def encode(self) -> bytes:
+    def encode(self) -> str:
         """The stored form: a JSON array, the fields in order."""
-        return _encode_record(self)
+        return _encode_record(self).decode()
 
     @classmethod
-    def decode(cls, raw: bytes) -> JobRecord:
+    def decode(cls, raw: bytes | str) -> JobRecord:
         """Parse the stored form (the first five fields, or all of them)."""
         record = _decode_record(raw)
         # one shared string per event type and priority, not one per record held in memory

@@ -72,8 +72,9 @@ class PartitionPipeline:
     """Reads, folds and applies one partition while this process holds its lease."""
 
     def __init__(self, p: int, lease_value: str, settings: Settings, client: redis.Redis, apply: Script,
-                 read: RawRead, pool: ThreadPoolExecutor, reads: ThreadPoolExecutor) -> None:
+                 read: RawRead, pool: ThreadPoolExecutor, reads: ThreadPoolExecutor, packed: bool = False) -> None:
         self.p, self.lease_value, self.settings, self.client = p, lease_value, settings, client
+        self.packed = packed  # the apply's ops as one MessagePack argument (see aggregator/effects.py)
         self.keys = Keys(settings.key_prefix)
         self._apply, self._read, self._pool, self._reads = apply, read, pool, reads
         self.cfg = FoldConfig(
@@ -286,7 +287,7 @@ class PartitionPipeline:
         fixed = [keys.lease(self.p), keys.watermark(self.p), keys.stream(self.p), keys.summary(self.p),
                  keys.oldest_pending(self.p)]
         key_list, ops = fx.encode(fixed, keys.oldest_pending(self.p), keys.backlog(self.p), keys.deadletter(self.p),
-                                  self.settings.deadletter_maxlen)
+                                  self.settings.deadletter_maxlen, self.packed)
         new_wm = flush.last_entry_id or self.wm_id
         args: list[Any] = [self.lease_value, self.wm_id, new_wm, flush.entries, int(now_s * 1000), *ops]
         future = self._pool.submit(self._apply, keys=key_list, args=args)

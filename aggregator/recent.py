@@ -15,7 +15,6 @@ import heapq
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TypeVar
 
 import orjson
 
@@ -38,16 +37,16 @@ def attempt_of(ev: Event) -> int | None:
     return retry
 
 
-def failure_member(ev: Event) -> bytes:
+def failure_member(ev: Event) -> str:
     """A failure as stored in the recent-failures set: ``[job id, event ms, type, message, attempt]``."""
-    return orjson.dumps([ev.job_id, ev.ts_ms, ev.type, (ev.error_message or "")[:ERROR_CHARS], attempt_of(ev)])
+    return orjson.dumps([ev.job_id, ev.ts_ms, ev.type, (ev.error_message or "")[:ERROR_CHARS],
+                         attempt_of(ev)]).decode()
 
 
-M = TypeVar("M", str, bytes)
 _SCORE_THEN_MEMBER = operator.itemgetter(1, 0)
 
 
-def newest(scores: dict[M, int], cap: int) -> dict[M, int]:
+def newest(scores: dict[str, int], cap: int) -> dict[str, int]:
     """The ``cap`` members a capped sorted set would keep of ``scores``: the highest scores, ties
     going to the greater member (Redis orders equal scores by member bytes; str order is the same)."""
     if len(scores) <= cap:
@@ -58,11 +57,11 @@ def newest(scores: dict[M, int], cap: int) -> dict[M, int]:
 _TS = operator.attrgetter("ts_ms")
 
 
-def newest_failures(failures: list[Event], cap: int) -> dict[bytes, int]:
+def newest_failures(failures: list[Event], cap: int) -> dict[str, int]:
     """The members a capped failures set would keep of ``failures`` (as :func:`newest`), serialising
     only those that can make it: the newest down to the ``cap``-th distinct member's time."""
     failures.sort(key=_TS, reverse=True)
-    members: dict[bytes, int] = {}
+    members: dict[str, int] = {}
     floor = -1
     for ev in failures:
         if ev.ts_ms < floor:

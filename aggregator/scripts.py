@@ -20,3 +20,11 @@ def register(client: redis.Redis, name: str) -> Script:
     if name not in NAMES:
         raise KeyError(f"no Lua script named {name!r}")
     return client.register_script(source(name))
+
+
+def lua_has_msgpack(client: redis.Redis) -> bool:
+    """Whether the server's Lua has ``cmsgpack`` (Redis and Valkey do; fakeredis does not)."""
+    try:
+        return bool(client.eval("return cmsgpack and 1 or 0", 0))
+    except redis.ResponseError:  # (a sandbox that refuses to read an unknown global)
+        return False

@@ -6,6 +6,7 @@ import pytest
 import redis
 
 from aggregator import scripts
+from aggregator.effects import Effects
 from aggregator.keys import Keys
 from aggregator.settings import Settings
 
@@ -116,3 +117,54 @@ def test_a_fanned_out_add_lands_in_each_of_its_hashes(leased: Keys, client: redi
     _apply(client, leased, "me:1", "0-0", ops, [minute, hour])
     assert client.hgetall(minute) == {b"a": b"1", b"b": b"2", b"c": b"3"}
     assert client.hgetall(hour) == {b"a": b"16", b"b": b"2", b"c": b"3"}
+
+
+def _stored(client: redis.Redis, keys: list[str]) -> list[object]:
+    """What ``keys`` hold, by type (a stream's entries without their ids)."""
+    out: list[object] = []
+    for key in keys:
+        kind = client.type(key)
+        if kind == b"hash":
+            out.append(client.hgetall(key))
+        elif kind == b"zset":
+            out.append(client.zrange(key, 0, -1, withscores=True))
+        elif kind == b"stream":
+            out.append([fields for _, fields in client.xrange(key)])
+        else:
+            out.append((kind, client.get(key) if kind == b"string" else None))
+    return out
+
+
+def test_ops_packed_as_one_messagepack_argument_store_what_plain_arguments_store(settings: Settings,
+                                                                                client: redis.Redis) -> None:
+    stored = []
+    for packed in (False, True):
+        keys = Keys(f"{settings.key_prefix}:{'packed' if packed else 'plain'}")
+        client.set(keys.lease(0), "me")
+        client.xadd(keys.stream(0), {"event": "x"}, id="5-0")
+        minute, hour, totals = keys.bucket(0, "m", 60, "q"), keys.bucket(0, "h", 0, "q"), keys.totals(0, "q")
+        client.hset(totals, "near", 2**53 - 1)
+        fx = Effects()
+        # past what a Lua number holds: a sum, and a value sent as such (which must travel as digits)
+        fx.add_all(totals, {"near": 3, "huge": 2**53 + 1, "n": 1})
+        fx.add_to_all([minute, hour], {"a": 1, "b": 2, "c": 3})
+        fx.maximum(totals, "last_ms", 1_700_000_000_001)
+        fx.gauge_add(keys.pending(0, "q"), "pending", "job-1", 1_700_000_000_000)
+        fx.jobs[keys.job(0, "job-1")] = ('["P",1]', 60)
+        fx.capped_add(keys.recent_jobs(0, "q"), {"job-1": 1_700_000_000_000, "job-0": 5}, 1)
+        fx.dead_letter("5-0", "bad", b"\xff\xfe not UTF-8")
+        fixed = [keys.lease(0), keys.watermark(0), keys.stream(0), keys.summary(0), keys.oldest_pending(0)]
+        key_list, tail = fx.encode(fixed, keys.oldest_pending(0), keys.backlog(0), keys.deadletter(0), 100, packed)
+        assert (tail[:1] == ["M"]) == packed
+        scripts.register(client, "apply")(keys=key_list, args=["me", "0-0", "5-0", 1, 1000, *tail])
+        stored.append(_stored(client, [minute, hour, totals, keys.pending(0, "q"), keys.job(0, "job-1"),
+                                       keys.recent_jobs(0, "q"), keys.deadletter(0), keys.summary(0)]))
+    assert stored[0] == stored[1]
+    minute_hash, _, totals_hash, *_, deadletters, _ = stored[1]
+    assert minute_hash == {b"a": b"1", b"b": b"2", b"c": b"3"}
+    assert totals_hash[b"near"] == str(2**53 + 2).encode() and totals_hash[b"huge"] == str(2**53 + 1).encode()
+    assert deadletters == [{b"source_id": b"5-0", b"reason": b"bad", b"entry": b"\xff\xfe not UTF-8"}]
+
+
+def test_the_lua_of_a_real_redis_has_messagepack(client: redis.Redis) -> None:
+    assert scripts.lua_has_msgpack(client)

@@ -7,10 +7,10 @@
 -- KEYS[1] lease, KEYS[2] watermark hash, KEYS[3] stream, KEYS[4] partition
 -- summary, KEYS[5] oldest-pending set, KEYS[6..] the keys the ops name
 -- ARGV[1] lease value, ARGV[2] expected watermark id, ARGV[3] new watermark id,
--- ARGV[4] entries consumed, ARGV[5] now (ms), ARGV[6..] ops, each
--- "code, key number, item count, items..." (the codes: aggregator/schema.py).
--- Items are read straight from ARGV (no decoding step): the script's time
--- goes to the Redis commands themselves.
+-- ARGV[4] entries consumed, ARGV[5] now (ms), then the ops, each
+-- "code, key number, item count, items..." (the codes: aggregator/schema.py):
+-- either ARGV[6..] themselves, or ARGV[6] 'M' and ARGV[7] one MessagePack array
+-- of them, followed by the raw entries of dead letters (aggregator/effects.py).
 
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED lease lost')
@@ -20,17 +20,23 @@ if wm ~= ARGV[2] then
   return redis.error_reply('WATERMARK expected ' .. ARGV[2] .. ' found ' .. wm)
 end
 
--- Adds the (field, n) pairs ARGV[first..last] to hash `key`. Three or more fields are
+-- Adds the (field, n) pairs OPS[first..last] to hash `key`. Three or more fields are
 -- read with one HMGET and written with one HSET: a call from Lua costs far more than
 -- the addition, and most bucket hashes take many fields at once. Lua numbers are
 -- doubles, so a sum that could lose a digit (2^53 or more) goes through HINCRBY.
 local EXACT = 9007199254740992
 
--- The field names of the (field, value) pairs ARGV[first..last], and their stored values (one HMGET).
+local OPS, i, n = ARGV, 6, #ARGV
+if ARGV[6] == 'M' then
+  OPS = cmsgpack.unpack(ARGV[7])
+  i, n = 1, #OPS
+end
+
+-- The field names of the (field, value) pairs OPS[first..last], and their stored values (one HMGET).
 local function stored_fields(key, first, last)
   local names = {}
   for j = first, last, 2 do
-    names[#names + 1] = ARGV[j]
+    names[#names + 1] = OPS[j]
   end
   return names, redis.call('HMGET', key, unpack(names))
 end
@@ -38,7 +44,7 @@ end
 local function incr(key, first, last)
   if last - first < 4 then
     for j = first, last, 2 do
-      redis.call('HINCRBY', key, ARGV[j], ARGV[j + 1])
+      redis.call('HINCRBY', key, OPS[j], OPS[j + 1])
     end
     return
   end
@@ -46,11 +52,11 @@ local function incr(key, first, last)
   local pairs_out = {}
   for k = 1, #names do
     local base = stored[k] and tonumber(stored[k]) or 0
-    local sum = base + tonumber(ARGV[first + 2 * k - 1])
+    local sum = base + tonumber(OPS[first + 2 * k - 1])
     if (stored[k] and not tonumber(stored[k])) or sum >= EXACT or sum <= -EXACT then
       -- (a stored value that is no number: HINCRBY refuses it, as it always did)
       for j = first, last, 2 do
-        redis.call('HINCRBY', key, ARGV[j], ARGV[j + 1])
+        redis.call('HINCRBY', key, OPS[j], OPS[j + 1])
       end
       return
     end
@@ -61,12 +67,12 @@ local function incr(key, first, last)
 end
 
 -- Keeps the larger (or smaller) of the stored and given value of each (field, value)
--- pair in ARGV[first..last]: one HMGET, then one HSET of the fields that change.
+-- pair in OPS[first..last]: one HMGET, then one HSET of the fields that change.
 local function keep_extreme(key, first, last, larger)
   local names, stored = stored_fields(key, first, last)
   local changed = {}
   for k = 1, #names do
-    local cur, value = tonumber(stored[k]), ARGV[first + 2 * k - 1]
+    local cur, value = tonumber(stored[k]), OPS[first + 2 * k - 1]
     local new = tonumber(value)
     if cur == nil or (larger and new > cur) or (not larger and new < cur) then
       changed[#changed + 1] = names[k]
@@ -79,77 +85,78 @@ local function keep_extreme(key, first, last, larger)
 end
 
 local gauges = {}
-local i, n = 6, #ARGV
 while i <= n do
-  local code, key, first = ARGV[i], KEYS[tonumber(ARGV[i + 1])], i + 3
-  local last = i + 2 + tonumber(ARGV[i + 2])
+  local code, key, first = OPS[i], KEYS[tonumber(OPS[i + 1])], i + 3
+  local last = i + 2 + tonumber(OPS[i + 2])
   if code == 'I' then
     incr(key, first, last)
   elseif code == 'F' then
     -- item 1: how many hashes (k), items 2..k+1 their key numbers, then the pairs added to each
-    local k = tonumber(ARGV[first])
+    local k = tonumber(OPS[first])
     for d = 1, k do
-      incr(KEYS[tonumber(ARGV[first + d])], first + k + 1, last)
+      incr(KEYS[tonumber(OPS[first + d])], first + k + 1, last)
     end
   elseif code == 'X' or code == 'N' then
     keep_extreme(key, first, last, code == 'X')
   elseif code == 'J' then
     -- item 1: the first job's key number (the others follow it in KEYS), item 2: the TTL (0: keep it)
-    local base, ttl = tonumber(ARGV[first]) - first - 2, ARGV[first + 1]
-    if ttl == '0' then
+    local base, ttl = tonumber(OPS[first]) - first - 2, OPS[first + 1]
+    if ttl == 0 or ttl == '0' then
       for j = first + 2, last do
-        redis.call('SET', KEYS[base + j], ARGV[j], 'KEEPTTL')
+        redis.call('SET', KEYS[base + j], OPS[j], 'KEEPTTL')
       end
     else
       for j = first + 2, last do
-        redis.call('SET', KEYS[base + j], ARGV[j], 'EX', ttl)
+        redis.call('SET', KEYS[base + j], OPS[j], 'EX', ttl)
       end
     end
   elseif code == 'Z' then
-    local g = ARGV[first]
-    gauges[g] = (gauges[g] or 0) + redis.call('ZADD', key, unpack(ARGV, first + 1, last))
+    local g = OPS[first]
+    gauges[g] = (gauges[g] or 0) + redis.call('ZADD', key, unpack(OPS, first + 1, last))
   elseif code == 'R' then
-    local g = ARGV[first]
-    gauges[g] = (gauges[g] or 0) - redis.call('ZREM', key, unpack(ARGV, first + 1, last))
+    local g = OPS[first]
+    gauges[g] = (gauges[g] or 0) - redis.call('ZREM', key, unpack(OPS, first + 1, last))
   elseif code == 'O' then
     -- item 1 names the backlog index; then (pending set, queue) pairs
-    local backlog = KEYS[tonumber(ARGV[first])]
+    local backlog = KEYS[tonumber(OPS[first])]
     for j = first + 1, last, 2 do
-      local pending = KEYS[tonumber(ARGV[j])]
+      local pending = KEYS[tonumber(OPS[j])]
       local head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')
       if #head == 0 then
-        redis.call('ZREM', key, ARGV[j + 1])
-        redis.call('ZREM', backlog, ARGV[j + 1])
+        redis.call('ZREM', key, OPS[j + 1])
+        redis.call('ZREM', backlog, OPS[j + 1])
       else
-        redis.call('ZADD', key, head[2], ARGV[j + 1])
-        redis.call('ZADD', backlog, redis.call('ZCARD', pending), ARGV[j + 1])
+        redis.call('ZADD', key, head[2], OPS[j + 1])
+        redis.call('ZADD', backlog, redis.call('ZCARD', pending), OPS[j + 1])
       end
     end
   elseif code == 'S' then
-    redis.call('HSET', key, unpack(ARGV, first, last))
+    redis.call('HSET', key, unpack(OPS, first, last))
   elseif code == 's' then
     for j = first, last, 2 do
-      redis.call('HSETNX', key, ARGV[j], ARGV[j + 1])
+      redis.call('HSETNX', key, OPS[j], OPS[j + 1])
     end
   elseif code == 'A' then
-    redis.call('SADD', key, unpack(ARGV, first, last))
+    redis.call('SADD', key, unpack(OPS, first, last))
   elseif code == 'E' then
     for j = first, last, 2 do
-      redis.call('EXPIREAT', KEYS[tonumber(ARGV[j])], ARGV[j + 1])
+      redis.call('EXPIREAT', KEYS[tonumber(OPS[j])], OPS[j + 1])
     end
   elseif code == 'T' then
     for j = first, last, 2 do
-      redis.call('EXPIRE', KEYS[tonumber(ARGV[j])], ARGV[j + 1])
+      redis.call('EXPIRE', KEYS[tonumber(OPS[j])], OPS[j + 1])
     end
   elseif code == 'D' then
     for j = first + 1, last, 3 do
-      redis.call('XADD', key, 'MAXLEN', '~', ARGV[first], '*',
-        'source_id', ARGV[j], 'reason', ARGV[j + 1], 'entry', ARGV[j + 2])
+      local entry = OPS[j + 2]
+      if OPS ~= ARGV then entry = ARGV[7 + entry] end  -- (packed: the entry's place after the array)
+      redis.call('XADD', key, 'MAXLEN', '~', OPS[first], '*',
+        'source_id', OPS[j], 'reason', OPS[j + 1], 'entry', entry)
     end
   elseif code == 'C' then
     -- a capped sorted set: add, then drop all but the cap highest scores (nothing when within the cap)
-    redis.call('ZADD', key, unpack(ARGV, first + 1, last))
-    redis.call('ZREMRANGEBYRANK', key, 0, -tonumber(ARGV[first]) - 1)
+    redis.call('ZADD', key, unpack(OPS, first + 1, last))
+    redis.call('ZREMRANGEBYRANK', key, 0, -tonumber(OPS[first]) - 1)
   else
     return redis.error_reply('BADOP ' .. tostring(code))
   end
