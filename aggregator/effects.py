@@ -109,8 +109,9 @@ class Effects:
     def encode(self, fixed_keys: list[str], oldest_key: str, backlog_key: str, deadletter_key: str,
                deadletter_cap: int, packed: bool = False) -> tuple[list[str], list[Arg]]:
         """KEYS (``fixed_keys`` first) and the ARGV after the script's fixed five: the ops, each
-        ``code, key no., item count, items...``, as plain arguments or (``packed``) as ``"M"``, one
-        MessagePack array of them, and the raw entries of dead letters, which that array names by place."""
+        ``code, key no., item count, items...``, as plain arguments or (``packed``) as
+        ``schema.PACKED_OPS``, one MessagePack array of them, and the raw entries of dead letters,
+        which that array names by place."""
         keys = list(fixed_keys)
         index: dict[str, int] = {k: i + 1 for i, k in enumerate(keys)}
         ops: list[Arg] = []
@@ -186,10 +187,11 @@ class Effects:
             if self.deadletters:
                 emit(f.OP_DEADLETTER, deadletter_key, [x for dl in self.deadletters for x in dl], 3, [deadletter_cap])
             return keys, ops
-        # a raw entry need not be valid UTF-8, which a MessagePack string of Redis' Lua must be: it stays
-        # an argument of its own, named by its place after the array (1: the first)
+        # A raw entry may be any bytes: msgspec would write them as MessagePack's binary type, which
+        # Redis' cmsgpack cannot read, so each stays an argument of its own, named by its place after
+        # the array (1: the first). (Records and failure members are str: they are JSON text.)
         places: list[Arg] = [x for n, (source_id, reason, _) in enumerate(self.deadletters, 1)
                              for x in (source_id, reason, n)]
         if places:
             emit(f.OP_DEADLETTER, deadletter_key, places, 3, [deadletter_cap])
-        return keys, ["M", _encode_array(ops), *(raw for _, _, raw in self.deadletters)]
+        return keys, [f.PACKED_OPS, _encode_array(ops), *(raw for _, _, raw in self.deadletters)]

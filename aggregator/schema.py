@@ -53,4 +53,5 @@ OP_EXPIREAT = "E"  # (key no., epoch s) pairs
 OP_EXPIRE = "T"  # (key no., seconds) pairs
 OP_DEADLETTER = "D"  # cap, then (source id, reason, entry) triples: XADD to the dead-letter stream
 OP_CAPPED = "C"  # cap, then score/member pairs: ZADD, keep the cap highest scores
+PACKED_OPS = "M"  # not an op: ARGV[6] of an apply whose ops are one MessagePack array in ARGV[7]
 
