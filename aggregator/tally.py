@@ -90,6 +90,12 @@ def alive_bits(minute: int, arrival_s: int, cfg: FoldConfig) -> int:
     return alive
 
 
+# A bucket that more of a flush's tallies than this add to is merged in memory (see roll_up).
+FANOUT_MAX_WRITERS = 4
+_GRAN = list(GRANULARITY_S)
+_STEP_S = list(GRANULARITY_S.values())
+
+
 def roll_up(fx: Effects, minutes: dict[str, dict[int, MinuteTally]], cfg: FoldConfig) -> None:
     """Add the minute tallies into their queues' totals and their minute, hour and day buckets.
 
@@ -138,12 +144,6 @@ def roll_up(fx: Effects, minutes: dict[str, dict[int, MinuteTally]], cfg: FoldCo
                 fx.maximum(key, fld, value)
         if fanned:
             fx.add_to_all(fanned, t.adds)
-
-
-# A bucket that more of a flush's tallies than this add to is merged in memory (see roll_up).
-FANOUT_MAX_WRITERS = 4
-_GRAN = list(GRANULARITY_S)
-_STEP_S = list(GRANULARITY_S.values())
 
 
 def _merge(dst: MinuteTally, t: MinuteTally) -> None:
