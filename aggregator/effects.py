@@ -27,6 +27,12 @@ _EXACT = 2**53
 _encode_array = msgspec.msgpack.Encoder().encode
 
 
+def add_counts(dst: dict[str, int], adds: Mapping[str, int]) -> None:
+    """Add each of ``adds`` to the same field of ``dst``."""
+    for fld, n in adds.items():
+        dst[fld] = dst.get(fld, 0) + n
+
+
 @dataclass
 class Effects:
     """Every write of one flush; same-key writes are merged as they are added."""
@@ -56,9 +62,7 @@ class Effects:
 
     def add_all(self, key: str, adds: Mapping[str, int]) -> None:
         """HINCRBY of several fields, merged."""
-        fields = self.incr[key]
-        for fld, n in adds.items():
-            fields[fld] = fields.get(fld, 0) + n
+        add_counts(self.incr[key], adds)
 
     def add_to_all(self, keys: list[str], adds: dict[str, int]) -> None:
         """HINCRBY of the same fields in each of ``keys``, sent once (``adds`` must not change after)."""
@@ -85,12 +89,7 @@ class Effects:
         self.gauge_of[key] = gauge
         self.zadd[key][member] = score
 
-    def gauge_remove(self, key: str, gauge: str, member: str) -> None:
-        """Take ``member`` out of a gauge's sorted set, if it is there."""
-        self.gauge_of[key] = gauge
-        self.zrem[key].add(member)
-
-    def gauge_remove_all(self, key: str, gauge: str, members: Iterable[str]) -> None:
+    def gauge_remove(self, key: str, gauge: str, members: Iterable[str]) -> None:
         """Take each of ``members`` out of a gauge's sorted set, if it is there."""
         self.gauge_of[key] = gauge
         self.zrem[key].update(members)

@@ -285,9 +285,7 @@ class Flush:
             scores[job_id] = record.ts_ms
         for queue, jobs in unknown.items():
             for state in (PENDING, RUNNING):
-                key, gauge, _ = cfg.gauge(state, queue)  # type: ignore[misc]  # PENDING and RUNNING have sets
-                fx.gauge_remove_all(key, gauge, jobs)
-            fx.oldest[cfg.keys.pending(cfg.partition, queue)] = queue
+                _leave(fx, cfg.gauge(state, queue), jobs)  # type: ignore[arg-type]  # PENDING and RUNNING have sets
         roll_up(fx, self.minutes, cfg)
         self.notes.write(fx, recent, self.noted)
         return fx
@@ -369,7 +367,7 @@ def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: J
         else:
             old = cfg.gauge(track.prior_state, track.prior_queue)
             if old and old != new:
-                _leave(fx, old, job_id)
+                _leave(fx, old, (job_id,))
         if new:
             fx.gauge_add(new[0], new[1], job_id, track.entered_ms)
             if new[1] == schema.PENDING:
@@ -386,8 +384,8 @@ def _fold_job(fx: Effects, job_id: str, track: _Track, cfg: FoldConfig, cache: J
     cache.put(job_id, Known(record, expires), finished)
 
 
-def _leave(fx: Effects, gauge: tuple[str, str, str], job_id: str) -> None:
-    fx.gauge_remove(gauge[0], gauge[1], job_id)
+def _leave(fx: Effects, gauge: tuple[str, str, str], job_ids: Iterable[str]) -> None:
+    fx.gauge_remove(gauge[0], gauge[1], job_ids)
     if gauge[1] == schema.PENDING:
         fx.oldest[gauge[0]] = gauge[2]
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from aggregator import schema, sketch
-from aggregator.effects import Effects
+from aggregator.effects import Effects, add_counts
 from aggregator.keys import GRANULARITY_S
 from aggregator.sketch import histogram_index
 
@@ -148,11 +148,7 @@ def roll_up(fx: Effects, minutes: dict[str, dict[int, MinuteTally]], cfg: FoldCo
 
 def _merge(dst: MinuteTally, t: MinuteTally) -> None:
     """Add ``t`` into ``dst``, as a queue's totals keep it: counts, per-type counts, time bounds."""
-    adds = dst.adds
-    for fld, n in t.adds.items():
-        adds[fld] = adds.get(fld, 0) + n
-    types = dst.types
-    for fld, n in t.types.items():
-        types[fld] = types.get(fld, 0) + n
+    add_counts(dst.adds, t.adds)
+    add_counts(dst.types, t.types)
     dst.first_ms = min(dst.first_ms, t.first_ms)
     dst.last_ms = max(dst.last_ms, t.last_ms)
