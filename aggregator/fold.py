@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import msgspec
 import orjson
 
-from aggregator import errors, schema
+from aggregator import schema
 from aggregator.effects import Effects
 from aggregator.events import (
     EVENT_FIELD,
@@ -31,8 +31,9 @@ from aggregator.events import (
     parse_event,
     parse_heartbeat,
 )
+from aggregator.failures import FailureTally
 from aggregator.jobcache import ERROR_CHARS, JobCache, JobRecord, Known
-from aggregator.keys import Keys, bucket_start
+from aggregator.keys import Keys
 from aggregator.recent import NOTED, QueueNotes
 from aggregator.tally import MinuteTally, alive_bits, roll_up
 
@@ -66,7 +67,6 @@ LIFECYCLE_RANK = {
 }
 OUTCOMES = frozenset({"completed", "failed", "timed_out", "dead"})
 FAILURES = frozenset({"failed", "timed_out", "dead"})
-SAMPLE_MESSAGE_CHARS = 500
 
 
 # One stream entry, parsed: (entry id, arrival ms from the id, what it holds). A plain tuple: one is
@@ -188,6 +188,7 @@ class Flush:
         self.last_entry_id: str | None = None
         self.notes = QueueNotes(cfg.keys, cfg.partition, cfg.recent_jobs, cfg.recent_failures)
         self.noted: list[Event] = []  # applied events whose type is in NOTED, for self.notes
+        self.failures = FailureTally()
 
     def jobs_to_read(self, ids: Iterable[str], cache: JobCache, now_s: float) -> list[str]:
         """Jobs among ``ids`` (see :func:`event_job_ids`) whose stored state this flush does not know yet."""
@@ -198,7 +199,7 @@ class Flush:
         """Fold ``entries``; every job they name is in ``self.tracks`` or ``cache``."""
         fx, cfg = self.fx, self.cfg
         wm = cfg.keys.watermark(cfg.partition)
-        tracks, minutes, noted = self.tracks, self.minutes, self.noted
+        tracks, minutes, noted, failures = self.tracks, self.minutes, self.noted, self.failures
         events = duplicates = clamped = 0
         max_age_ms, future_ms = max(cfg.retention_s.values()) * 1000, cfg.future_tolerance_ms
         for entry_id, arrival_ms, item in entries:
@@ -259,7 +260,7 @@ class Flush:
                 tally.last_ms = ts_ms
             if kind in NOTED:  # failures, archived and restored: a few per job at most
                 if kind in FAILURES and item.error is not None:
-                    _fold_error(fx, item, cfg)
+                    failures.count(item.error, item.queue, ts_ms)
                 noted.append(item)
             _advance(track, item)
         for fld, n in ((schema.WM_EVENTS, events), (schema.WM_DUPLICATES, duplicates), (schema.WM_CLAMPED, clamped)):
@@ -287,6 +288,7 @@ class Flush:
             for state in (PENDING, RUNNING):
                 _leave(fx, cfg.gauge(state, queue), jobs)  # type: ignore[arg-type]  # PENDING and RUNNING have sets
         roll_up(fx, self.minutes, cfg)
+        self.failures.write(fx, cfg)
         self.notes.write(fx, recent, self.noted)
         return fx
 
@@ -388,26 +390,6 @@ def _leave(fx: Effects, gauge: tuple[str, str, str], job_ids: Iterable[str]) -> 
     fx.gauge_remove(gauge[0], gauge[1], job_ids)
     if gauge[1] == schema.PENDING:
         fx.oldest[gauge[0]] = gauge[2]
-
-
-def _fold_error(fx: Effects, ev: Event, cfg: FoldConfig) -> None:
-    keys, p = cfg.keys, cfg.partition
-    message = ev.error_message or ""
-    # One pattern per normalised message whatever type it came with; per queue the time bounds
-    # and the given types' counts, so a queues= filter shows only those queues' failures.
-    sig = errors.signature(message)
-    hour = bucket_start(ev.ts_ms, 3600)
-    key = keys.errors(p, hour)
-    fx.add(key, "n:" + sig)
-    fx.add(key, f"q:{sig}:{ev.queue}")
-    fx.minimum(key, f"f:{sig}:{ev.queue}", ev.ts_ms)
-    fx.maximum(key, f"l:{sig}:{ev.queue}", ev.ts_ms)
-    if ev.error_type:
-        fx.add(key, errors.type_field(sig, ev.queue, ev.error_type))
-    fx.expire_at_s[key] = hour + 3600 + cfg.retention_s["h"]
-    sig_key = keys.error_sig(p, sig)
-    fx.set_once(sig_key, "sample", message[:SAMPLE_MESSAGE_CHARS])
-    fx.expire_s[sig_key] = cfg.retention_s["h"] + 3600
 
 
 def _fold_heartbeat(fx: Effects, key: str, hb: Heartbeat, arrival_ms: int) -> None:
