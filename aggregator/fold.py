@@ -138,11 +138,15 @@ class _Track:
         return cls(r, r.state, r.queue, known.expires_at_s)
 
 
-def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]], max_bytes: int) -> list[Entry]:
-    """Validate raw stream entries (fields as a flat list, or a dict); bad ones become :class:`Rejected`."""
+def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]],
+                  max_bytes: int) -> tuple[list[Entry], set[str]]:
+    """Validate raw stream entries (fields as a flat list, or a dict); bad ones become :class:`Rejected`.
+    Also returns the ids of the jobs the events name (as :func:`event_job_ids`, without a second pass)."""
     out: list[Entry] = []
     append = out.append
-    item: Event | Heartbeat | Rejected
+    job_ids: set[str] = set()
+    add_id = job_ids.add
+    item: Event | Heartbeat | Rejected | None
     ms_prefix, arrival_ms = b"-", 0  # entries of one millisecond share it: "<ms>-"
     for entry_id_b, flat in raw:
         if not entry_id_b.startswith(ms_prefix):
@@ -151,19 +155,25 @@ def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]],
         entry_id = entry_id_b.decode()
         if type(flat) is list and len(flat) == 2 and flat[0] == EVENT_FIELD:  # the usual entry: no dict needed
             value = flat[1]  # (parse_event, inlined)
-            item = fast_event(value) or model_event(value) if len(value) <= max_bytes else parse_event(value, max_bytes)
-            append((entry_id, arrival_ms, item))
-            continue
-        fields = dict(zip(flat[::2], flat[1::2], strict=True)) if isinstance(flat, list) else flat
-        if EVENT_FIELD in fields:
-            item = parse_event(fields[EVENT_FIELD], max_bytes)
-        elif HEARTBEAT_FIELD in fields:
-            item = parse_heartbeat(fields[HEARTBEAT_FIELD], max_bytes)
+            item = fast_event(value) if len(value) <= max_bytes else None
+            if item is not None:
+                add_id(item.job_id)
+                append((entry_id, arrival_ms, item))
+                continue
+            item = model_event(value) if len(value) <= max_bytes else parse_event(value, max_bytes)
         else:
-            names = b",".join(sorted(fields))[:200].decode(errors="replace")
-            item = Rejected(f"entry has no 'event' field (fields: {names})", b"")
+            fields = dict(zip(flat[::2], flat[1::2], strict=True)) if isinstance(flat, list) else flat
+            if EVENT_FIELD in fields:
+                item = parse_event(fields[EVENT_FIELD], max_bytes)
+            elif HEARTBEAT_FIELD in fields:
+                item = parse_heartbeat(fields[HEARTBEAT_FIELD], max_bytes)
+            else:
+                names = b",".join(sorted(fields))[:200].decode(errors="replace")
+                item = Rejected(f"entry has no 'event' field (fields: {names})", b"")
+        if type(item) is Event:
+            add_id(item.job_id)
         append((entry_id, arrival_ms, item))
-    return out
+    return out, job_ids
 
 
 def event_job_ids(entries: list[Entry]) -> set[str]:

@@ -22,7 +22,7 @@ import redis
 from redis.commands.core import Script
 
 from aggregator import schema
-from aggregator.fold import Entry, Flush, FoldConfig, event_job_ids, parse_entries
+from aggregator.fold import Entry, Flush, FoldConfig, parse_entries
 from aggregator.jobcache import JobCache, JobRecord, Known
 from aggregator.keys import Keys
 from aggregator.settings import Settings
@@ -199,14 +199,13 @@ class PartitionPipeline:
         a near-expiry drop, is read again once nothing is in flight).
         """
         s = self.settings
-        entries = parse_entries(self._read(self.keys.stream(self.p), cursor.after_id, s.batch_size),
-                                s.max_entry_bytes)
+        entries, ids = parse_entries(self._read(self.keys.stream(self.p), cursor.after_id, s.batch_size),
+                                     s.max_entry_bytes)
         if entries:
             cursor.after_id = entries[-1][0]
         cache, flush = self.cache, self.flush
         generation = cache.generation
         tracks = flush.tracks if flush is not None else {}
-        ids = event_job_ids(entries)
         unknown = [job_id for job_id in ids if job_id not in tracks and not cache.holds(job_id)]
         states: dict[str, bytes | None] = {}
         if unknown:

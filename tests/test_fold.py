@@ -7,6 +7,7 @@ import time
 import uuid
 
 import fakeredis
+import orjson
 import redis
 from fastapi.testclient import TestClient
 from hypothesis import example, given, settings
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from aggregator.connection import RedisTarget
 from aggregator.consumer import Aggregator
+from aggregator.fold import event_job_ids, parse_entries
 from aggregator.jobcache import JobRecord
 from aggregator.keys import Keys, partition_of
 from aggregator.settings import Settings
@@ -160,3 +162,18 @@ def test_events_older_than_the_longest_retention_are_dead_lettered(settings: Set
         overview = api.get("/api/stats/overview").json()["data"]
     assert overview["pending_jobs"] == 1 and overview["failed_jobs"] == 0
     assert 0 <= overview["oldest_pending_age_seconds"] < 3_600  # the recent job's age, not 2,000 years
+
+
+def test_parsing_names_the_jobs_of_valid_events_only() -> None:
+    good = orjson.dumps(event("j1", "q", "enqueued", T0_MS))
+    upper = orjson.dumps({**event("j2", "q", "enqueued", T0_MS), "priority": "HIGH"})  # the model's path
+    bad = orjson.dumps({**event("j3", "q", "enqueued", T0_MS), "event_type": "exploded"})
+    raw = [(b"5-0", [b"event", good]), (b"5-1", [b"event", upper]), (b"6-0", [b"event", bad]),
+           (b"6-1", [b"heartbeat", b"{}"]), (b"7-0", {b"event": good})]
+    entries, job_ids = parse_entries(raw, max_bytes=10_000)
+    assert job_ids == {"j1", "j2"} == event_job_ids(entries)
+    assert [(entry_id, arrival_ms) for entry_id, arrival_ms, _ in entries] == [
+        ("5-0", 5), ("5-1", 5), ("6-0", 6), ("6-1", 6), ("7-0", 7)]
+    kinds = [type(item).__name__ for _, _, item in entries]
+    assert kinds == ["Event", "Event", "Rejected", "Rejected", "Event"]
+    assert entries[1][2].priority == "high"  # type: ignore[union-attr]
