@@ -54,6 +54,8 @@ class Effects:
     deadletters: list[tuple[str, str, bytes]] = field(default_factory=list)
     capped: dict[str, dict[str, int]] = field(default_factory=dict)  # capped sorted set -> member -> score
     caps: dict[str, int] = field(default_factory=dict)  # capped sorted set -> its cap
+    # minute buckets rolled up, last: (minute, hour or None, its expiry s, day or None, its expiry s)
+    rolls: list[tuple[str, str | None, int, str | None, int]] = field(default_factory=list)
 
     def add(self, key: str, fld: str, n: int = 1) -> None:
         """HINCRBY, merged."""
@@ -107,7 +109,7 @@ class Effects:
 
     def encode(self, fixed_keys: list[str], oldest_key: str, backlog_key: str, deadletter_key: str,
                deadletter_cap: int, packed: bool = False) -> tuple[list[str], list[Arg]]:
-        """KEYS (``fixed_keys`` first) and the ARGV after the script's fixed five: the ops, each
+        """KEYS (``fixed_keys`` first) and the ARGV after the script's fixed seven: the ops, each
         ``code, key no., item count, items...``, as plain arguments or (``packed``) as
         ``schema.PACKED_OPS``, one MessagePack array of them, and the raw entries of dead letters,
         which that array names by place."""
@@ -161,6 +163,11 @@ class Effects:
             emit(f.OP_FANOUT, None, numbers(adds), 2, [len(targets), *map(key_no, targets)])
         pairs(f.OP_MAX, self.hmax)
         pairs(f.OP_MIN, self.hmin)
+        if self.rolls:  # after every write to a minute bucket, before the expiries (a new hour must get its own)
+            emit(f.OP_ROLL, None, [x for minute, hour, hour_at, day, day_at in self.rolls
+                                   for x in (key_no(minute), key_no(hour) if hour else 0, hour_at,
+                                             key_no(day) if day else 0, day_at)],
+                 5, [len(f.MAX_FIELDS), *sorted(f.MAX_FIELDS)])
         for code, table in ((f.OP_HSET, self.hset), (f.OP_HSETNX, self.hsetnx)):
             for key, values in table.items():
                 emit(code, key, list(chain.from_iterable(values.items())), 2)

@@ -35,6 +35,7 @@ from aggregator.failures import FailureTally
 from aggregator.jobcache import ERROR_CHARS, JobCache, JobRecord, Known
 from aggregator.keys import Keys
 from aggregator.recent import NOTED, QueueNotes
+from aggregator.rollup import ALL_ROLLED_S
 from aggregator.tally import MinuteTally, alive_bits, roll_up
 
 PENDING, RUNNING, AWAITING_RETRY, FINISHED = (
@@ -280,8 +281,9 @@ class Flush:
         if entries:
             self.last_entry_id = entries[-1][0]
 
-    def finish(self, cache: JobCache, now_s: float) -> Effects:
-        """The flush's writes; ``cache`` learns the job states they store."""
+    def finish(self, cache: JobCache, now_s: float, rolled_s: int = ALL_ROLLED_S) -> Effects:
+        """The flush's writes, given the roll-up marker (aggregator/rollup.py); ``cache`` learns the
+        job states they store."""
         fx, cfg = self.fx, self.cfg
         recent: dict[str, dict[str, int]] = {}  # queue -> job id -> time of its latest event
         unknown: dict[str, list[str]] = {}  # queue -> jobs nothing was stored of
@@ -297,7 +299,7 @@ class Flush:
         for queue, jobs in unknown.items():
             for state in (PENDING, RUNNING):
                 _leave(fx, cfg.gauge(state, queue), jobs)  # type: ignore[arg-type]  # PENDING and RUNNING have sets
-        roll_up(fx, self.minutes, cfg)
+        roll_up(fx, self.minutes, cfg, rolled_s)
         self.failures.write(fx, cfg)
         self.notes.write(fx, recent, self.noted)
         return fx

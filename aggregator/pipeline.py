@@ -13,6 +13,7 @@ all of that and restarts from what Redis holds.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
-from aggregator import schema
+from aggregator import rollup, schema
 from aggregator.fold import Entry, Flush, FoldConfig, parse_entries
 from aggregator.jobcache import JobCache, JobRecord, Known
 from aggregator.keys import Keys
@@ -92,6 +93,8 @@ class PartitionPipeline:
         # bucket key -> the EXPIREAT this owner has already sent for it (a bucket's expiry never changes)
         self._expiry_sent: dict[str, int] = {}
         self.wm_id = self.read_id = "0-0"  # applied / handed to folding
+        self.rolled_s = 0  # the roll-up marker the next apply starts from (aggregator/rollup.py)
+        self.queues: set[str] = set()  # the partition's queues, whose minutes are rolled up
         self.flush: Flush | None = None
         self.opened_s = 0.0
         self.inflight: _InFlight | None = None
@@ -108,8 +111,16 @@ class PartitionPipeline:
         self._drop_reads()
         self.cache.clear()
         self._expiry_sent.clear()
-        wm_id = self.client.hget(self.keys.watermark(self.p), schema.WM_ID)
+        keys, p = self.keys, self.p
+        wm_id, rolled = self.client.hmget(keys.watermark(p), [schema.WM_ID, schema.WM_ROLLED])  # type: ignore[misc]
         self.wm_id = self.read_id = wm_id.decode() if isinstance(wm_id, bytes) else "0-0"
+        if rolled is not None:
+            self.rolled_s = int(rolled)
+        else:
+            last_ms = self.client.hget(keys.summary(p), schema.LAST_MS)
+            self.rolled_s = rollup.initial_marker(int(last_ms) if last_ms is not None else None,  # type: ignore[arg-type]
+                                                  time.time())
+        self.queues = {q.decode() for q in self.client.smembers(keys.queues(p))}  # type: ignore[union-attr]
         self._index_backlog()
         self._cursor = _Cursor(self.wm_id)
 
@@ -276,7 +287,10 @@ class PartitionPipeline:
         flush, self.flush = self.flush, None
         if flush is None:
             return
-        fx = flush.finish(self.cache, now_s)
+        fx = flush.finish(self.cache, now_s, self.rolled_s)
+        self.queues.update(flush.minutes)
+        rolled_s = rollup.next_marker(self.rolled_s, now_s, len(self.queues))
+        rollup.roll(fx, self.rolled_s, rolled_s, self.queues, self.cfg, now_s)
         sent = self._expiry_sent
         if len(sent) > _EXPIRY_MEMO_MAX:
             sent.clear()
@@ -288,10 +302,11 @@ class PartitionPipeline:
         key_list, ops = fx.encode(fixed, keys.oldest_pending(self.p), keys.backlog(self.p), keys.deadletter(self.p),
                                   self.settings.deadletter_maxlen, self.packed)
         new_wm = flush.last_entry_id or self.wm_id
-        args: list[Any] = [self.lease_value, self.wm_id, new_wm, flush.entries, int(now_s * 1000), *ops]
+        args: list[Any] = [self.lease_value, self.wm_id, new_wm, flush.entries, int(now_s * 1000), self.rolled_s,
+                           rolled_s, *ops]
         future = self._pool.submit(self._apply, keys=key_list, args=args)
         self.inflight = _InFlight(future, flush.entries)
-        self.wm_id = new_wm  # the next flush starts where this one ends
+        self.wm_id, self.rolled_s = new_wm, rolled_s  # the next flush starts where this one ends
 
     def settle(self) -> None:
         """Wait for the flush in flight; raises :class:`Fenced` if the partition is no longer ours."""
@@ -304,7 +319,7 @@ class PartitionPipeline:
             message = str(exc)
             if message.startswith("FENCED"):
                 raise Fenced(message) from None
-            if message.startswith("WATERMARK"):
+            if message.startswith(("WATERMARK", "ROLLED")):
                 # The lease is still ours (the script checks it first), but an earlier
                 # flush landed although its reply was lost: continue from what is stored.
                 log.warning("partition %d: %s; re-reading from the stored watermark", self.p, message)

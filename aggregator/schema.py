@@ -32,8 +32,8 @@ WM_ID = "id"  # last applied stream entry id
 WM_CONSUMED = "consumed"  # entries applied, ever
 WM_LOST = "lost"  # entries trimmed before they were read
 WM_APPLIED_MS = "applied_ms"  # wall time of the last apply
-WM_ROLLED = "rolled"  # hour/day buckets hold exactly the minutes before this (epoch s); absent (as the
-# aggregator writes it today: it writes every granularity directly), all of them
+WM_ROLLED = "rolled"  # hour/day buckets hold exactly the minutes before this (epoch s); absent: all of
+# them (as stored before the aggregator rolled minutes up; see aggregator/rollup.py)
 WM_EVENTS, WM_DUPLICATES, WM_DEAD_LETTERS = "events", "duplicates", "dead_letters"
 WM_HEARTBEATS, WM_CLAMPED = "heartbeats", "clamped"
 
@@ -53,5 +53,6 @@ OP_EXPIREAT = "E"  # (key no., epoch s) pairs
 OP_EXPIRE = "T"  # (key no., seconds) pairs
 OP_DEADLETTER = "D"  # cap, then (source id, reason, entry) triples: XADD to the dead-letter stream
 OP_CAPPED = "C"  # cap, then score/member pairs: ZADD, keep the cap highest scores
-PACKED_OPS = "M"  # not an op: ARGV[6] of an apply whose ops are one MessagePack array in ARGV[7]
+OP_ROLL = "U"  # k, k max field names, then (minute, hour, hour expiry, day, day expiry) per minute rolled up
+PACKED_OPS = "M"  # not an op: ARGV[8] of an apply whose ops are one MessagePack array in ARGV[9]
 

@@ -38,7 +38,9 @@ class Settings(BaseSettings):
     recent_failures_per_queue: int = Field(
         default=50, ge=0, le=100_000, description="Failures per queue kept with their error message (0: none).")
     future_tolerance_s: int = Field(default=300, ge=0)
-    minute_retention_s: int = Field(default=48 * 3600, ge=60)
+    # At least an hour: a minute is rolled up into its hour and day a few minutes after it ends, and
+    # one an aggregator outage leaves unrolled must still be there when the next owner rolls it up.
+    minute_retention_s: int = Field(default=48 * 3600, ge=3600)
     hour_retention_s: int = Field(default=90 * 86_400, ge=3600)
     day_retention_s: int = Field(default=730 * 86_400, ge=86_400)
     worker_retention_s: int = Field(

@@ -96,8 +96,9 @@ _GRAN = list(GRANULARITY_S)
 _STEP_S = list(GRANULARITY_S.values())
 
 
-def roll_up(fx: Effects, minutes: dict[str, dict[int, MinuteTally]], cfg: FoldConfig) -> None:
-    """Add the minute tallies into their queues' totals and their minute, hour and day buckets.
+def roll_up(fx: Effects, minutes: dict[str, dict[int, MinuteTally]], cfg: FoldConfig, rolled_s: int) -> None:
+    """Add the minute tallies into their queues' totals and their minute, hour and day buckets; a
+    minute from ``rolled_s`` (the roll-up marker, aggregator/rollup.py) on goes to its minute buckets only.
 
     A tally's counts go to up to six buckets (its queue's and the partition's,
     per granularity). Sent once, Redis adds them to each (one ``F`` op): that
@@ -117,8 +118,9 @@ def roll_up(fx: Effects, minutes: dict[str, dict[int, MinuteTally]], cfg: FoldCo
             t.expand()
             _merge(life, t)
             buckets = []
+            alive = t.alive if minute < rolled_s else t.alive & 1  # (not rolled up yet: the minute only)
             for bit, gran in enumerate(_GRAN):
-                if t.alive >> bit & 1:
+                if alive >> bit & 1:
                     start = minute - minute % _STEP_S[bit]
                     expire_at = start + _STEP_S[bit] + cfg.retention_s[gran]
                     for key in (keys.bucket(p, gran, start, q), keys.bucket(p, gran, start)):

@@ -23,8 +23,8 @@ import redis
 
 from aggregator.connection import RedisTarget
 from aggregator.keys import Keys
-from bench.common import Namespace, report
-from bench.ingest import consumed, preload
+from bench.common import Namespace, consumed, report
+from bench.ingest import preload
 from tests.redis_cluster import redis_cluster
 
 P = 16

@@ -118,6 +118,14 @@ def command_delta(before: dict[str, tuple[int, float]], after: dict[str, tuple[i
     return dict(sorted(out.items(), key=lambda kv: -kv[1]["us_per_event"]))
 
 
+def consumed(ns: Namespace, partitions: int) -> int:
+    """Entries the aggregator has applied so far, from the watermarks."""
+    pipe = ns.client.pipeline(transaction=False)
+    for p in range(partitions):
+        pipe.hget(ns.keys.watermark(p), "consumed")
+    return sum(int(v or 0) for v in pipe.execute())
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of a process, from /proc."""
     with open(f"/proc/{pid}/status") as f:

@@ -23,7 +23,17 @@ import redis
 
 from aggregator.buffer import iso
 from aggregator.keys import Keys, partition_of
-from bench.common import api_process, jobpulse, namespace, percentile, report, xadd
+from bench.common import (
+    api_process,
+    command_calls,
+    command_delta,
+    consumed,
+    jobpulse,
+    namespace,
+    percentile,
+    report,
+    xadd,
+)
 
 PROBE_QUEUE = "freshness-probe"
 POLL_S = 0.02  # an API request costs a few ms of a core that the aggregator also needs
@@ -99,6 +109,7 @@ def main() -> None:
                     for _ in range(n_loaders)
                 ]
                 t_load = time.time()
+                calls0, applied0 = command_calls(ns.client), consumed(ns, partitions)
                 for loader in loaders:
                     loader.start()
                 time.sleep(warmup_s)
@@ -125,6 +136,8 @@ def main() -> None:
                 for loader in loaders:
                     loader.join()
                 achieved = sent.value / (stop_at - t_load)
+                applied = consumed(ns, partitions) - applied0
+                commands = command_delta(calls0, command_calls(ns.client), max(applied, 1))
         finally:
             aggregator.terminate()
             aggregator.wait(timeout=15)
@@ -139,6 +152,10 @@ def main() -> None:
             "visible_ms_p99": round(p99, 1),
             "visible_ms_max": round(worst, 1),
             "api_poll_interval_ms": POLL_S * 1000,
+            # the apply script's Redis time per event applied while the load ran, the commands it
+            # ran included (INFO commandstats; the loaders' XADD and the API's reads are not in it)
+            "apply_redis_us_per_event": commands.get("evalsha", {}).get("us_per_event"),
+            "redis_commands": commands,
         },
         f"freshness: XADD -> visible in the API p50 {p50:.0f} ms, p99 {p99:.0f} ms (max {worst:.0f}) "
         f"under {achieved:,.0f} events/s",

@@ -30,6 +30,7 @@ from bench.common import (
     Namespace,
     command_calls,
     command_delta,
+    consumed,
     jobpulse,
     namespace,
     redis_cpu_s,
@@ -76,14 +77,6 @@ def raw_drain(client: redis.Redis, keys: Keys, partitions: int, count: int) -> i
             n += len(entries)
             last[stream.decode()] = entries[-1][0].decode()
     return n
-
-
-def consumed(ns: Namespace, partitions: int) -> int:
-    """Entries the aggregator has applied so far, from the watermarks."""
-    pipe = ns.client.pipeline(transaction=False)
-    for p in range(partitions):
-        pipe.hget(ns.keys.watermark(p), "consumed")
-    return sum(int(v or 0) for v in pipe.execute())
 
 
 def main() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 
@@ -12,10 +14,10 @@ from aggregator.settings import Settings
 
 
 def _apply(client: redis.Redis, keys: Keys, lease: str, expected_wm: str, ops: list[object],
-           extra_keys: list[str] | None = None) -> object:
+           extra_keys: list[str] | None = None, rolled: tuple[int, int] = (0, 0)) -> object:
     fixed = [keys.lease(0), keys.watermark(0), keys.stream(0), keys.summary(0), keys.oldest_pending(0)]
     return scripts.register(client, "apply")(keys=fixed + (extra_keys or []),
-                                             args=[lease, expected_wm, "5-0", 1, 1000, *ops])
+                                             args=[lease, expected_wm, "5-0", 1, 1000, *rolled, *ops])
 
 
 @pytest.fixture
@@ -38,6 +40,38 @@ def test_a_flush_that_does_not_start_at_the_watermark_writes_nothing(leased: Key
         _apply(client, leased, "me:1", "0-0", ["I", 6, 2, "n:completed", 1], [leased.totals(0, "q")])
     assert not client.exists(leased.totals(0, "q"))
     assert client.hget(leased.watermark(0), "id") == b"3-0"
+
+
+def test_a_flush_folded_for_another_roll_up_marker_writes_nothing(leased: Keys, client: redis.Redis) -> None:
+    client.hset(leased.watermark(0), "rolled", 120)
+    with pytest.raises(redis.ResponseError, match="ROLLED expected 60 found 120"):
+        _apply(client, leased, "me:1", "0-0", ["I", 6, 2, "n:completed", 1], [leased.totals(0, "q")], (60, 180))
+    assert not client.exists(leased.totals(0, "q"))
+    assert client.hmget(leased.watermark(0), "id", "rolled") == [None, b"120"]
+
+
+def test_an_absent_marker_is_taken_as_every_minute_rolled_up(leased: Keys, client: redis.Redis) -> None:
+    _apply(client, leased, "me:1", "0-0", [], None, (600, 660))
+    assert client.hmget(leased.watermark(0), "id", "rolled") == [b"5-0", b"660"]
+
+
+def test_a_closed_minute_is_rolled_up_into_its_hour_and_day_once(leased: Keys, client: redis.Redis) -> None:
+    minute, empty = leased.bucket(0, "m", 3600 + 60, "q"), leased.bucket(0, "m", 3600 + 120, "q")
+    hour, day = leased.bucket(0, "h", 3600, "q"), leased.bucket(0, "d", 0, "q")
+    client.hset(minute, mapping={"n:completed": 3, "pt_max": 40, "ps:7": 2, "big": 2**53 - 1})
+    client.hset(hour, mapping={"n:completed": 10, "pt_max": 90, "ps:7": 1, "big": 5})
+    at = int(time.time()) + 3600
+    # item 1: one field kept by maximum; then (minute, hour, expiry, day, expiry) per minute, key nos. 6..9
+    ops: list[object] = ["U", 0, 12, 1, "pt_max", 6, 8, at, 9, at + 1, 7, 8, at, 0, 0]
+    _apply(client, leased, "me:1", "0-0", ops, [minute, empty, hour, day], (3600, 3600 + 180))
+    assert client.hgetall(hour) == {b"n:completed": b"13", b"pt_max": b"90", b"ps:7": b"3",
+                                    b"big": str(2**53 + 4).encode()}
+    assert client.hgetall(day) == {b"n:completed": b"3", b"pt_max": b"40", b"ps:7": b"2",
+                                   b"big": str(2**53 - 1).encode()}
+    assert client.expiretime(hour) == at and client.expiretime(day) == at + 1
+    assert not client.exists(empty)  # nothing to roll up: nothing written
+    assert client.hgetall(minute)[b"n:completed"] == b"3"  # the minute itself is kept for minute reads
+    assert client.hget(leased.watermark(0), "rolled") == str(3600 + 180).encode()
 
 
 def test_an_unknown_op_is_refused(leased: Keys, client: redis.Redis) -> None:
@@ -148,6 +182,9 @@ def test_ops_packed_as_one_messagepack_argument_store_what_plain_arguments_store
         # past what a Lua number holds: a sum, and a value sent as such (which must travel as digits)
         fx.add_all(totals, {"near": 3, "huge": 2**53 + 1, "n": 1})
         fx.add_to_all([minute, hour], {"a": 1, "b": 2, "c": 3})
+        fx.rolls.append((keys.bucket(0, "m", 0, "q"), hour, 10**10, None, 0))  # (the minute 0-59 s: empty)
+        client.hset(keys.bucket(0, "m", 120, "q"), mapping={"a": 4, "pt_max": 9})
+        fx.rolls.append((keys.bucket(0, "m", 120, "q"), hour, 10**10, keys.bucket(0, "d", 0, "q"), 10**10))
         fx.maximum(totals, "last_ms", 1_700_000_000_001)
         fx.gauge_add(keys.pending(0, "q"), "pending", "job-1", 1_700_000_000_000)
         fx.jobs[keys.job(0, "job-1")] = ('["P",1]', 60)
@@ -156,7 +193,7 @@ def test_ops_packed_as_one_messagepack_argument_store_what_plain_arguments_store
         fixed = [keys.lease(0), keys.watermark(0), keys.stream(0), keys.summary(0), keys.oldest_pending(0)]
         key_list, tail = fx.encode(fixed, keys.oldest_pending(0), keys.backlog(0), keys.deadletter(0), 100, packed)
         assert (tail[:1] == ["M"]) == packed
-        scripts.register(client, "apply")(keys=key_list, args=["me", "0-0", "5-0", 1, 1000, *tail])
+        scripts.register(client, "apply")(keys=key_list, args=["me", "0-0", "5-0", 1, 1000, 0, 0, *tail])
         stored.append(_stored(client, [minute, hour, totals, keys.pending(0, "q"), keys.job(0, "job-1"),
                                        keys.recent_jobs(0, "q"), keys.deadletter(0), keys.summary(0)]))
     assert stored[0] == stored[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aggregator.effects import Effects
 from aggregator.fold import FoldConfig
 from aggregator.keys import Keys
+from aggregator.rollup import ALL_ROLLED_S
 from aggregator.tally import FANOUT_MAX_WRITERS, MinuteTally, roll_up
 
 KEYS = Keys("t")
@@ -28,7 +29,7 @@ def _buckets(start_m: int, queue: str | None) -> list[str]:
 
 def test_a_lone_tally_is_sent_once_for_all_six_of_its_buckets() -> None:
     fx = Effects()
-    roll_up(fx, {"q": {MINUTE: _tally(3)}}, CFG)
+    roll_up(fx, {"q": {MINUTE: _tally(3)}}, CFG, ALL_ROLLED_S)
     [(targets, adds)] = fx.fanout
     assert sorted(targets) == sorted(_buckets(MINUTE, "q") + _buckets(MINUTE, None))
     assert adds == {"n:completed": 3}
@@ -39,10 +40,19 @@ def test_a_lone_tally_is_sent_once_for_all_six_of_its_buckets() -> None:
 def test_a_bucket_many_tallies_add_to_is_merged_in_memory() -> None:
     queues = [f"q{i}" for i in range(FANOUT_MAX_WRITERS + 1)]  # one minute of more queues than fan out
     fx = Effects()
-    roll_up(fx, {q: {MINUTE: _tally(i + 1)} for i, q in enumerate(queues)}, CFG)
+    roll_up(fx, {q: {MINUTE: _tally(i + 1)} for i, q in enumerate(queues)}, CFG, ALL_ROLLED_S)
     n = len(queues)
     for key in _buckets(MINUTE, None):  # the partition's buckets: one merged add each
         assert fx.incr[key] == {"n:completed": n * (n + 1) // 2}
     for i, q in enumerate(queues):  # each queue's own: fanned out
         assert ([adds for targets, adds in fx.fanout if set(_buckets(MINUTE, q)) <= set(targets)]
                 == [{"n:completed": i + 1}])
+
+
+def test_a_minute_not_rolled_up_yet_goes_to_its_minute_buckets_only() -> None:
+    fx = Effects()
+    roll_up(fx, {"q": {MINUTE: _tally(3), MINUTE - 60: _tally(1)}}, CFG, rolled_s=MINUTE)
+    by_adds = {adds["n:completed"]: sorted(targets) for targets, adds in fx.fanout}
+    assert by_adds[3] == sorted([KEYS.bucket(0, "m", MINUTE, "q"), KEYS.bucket(0, "m", MINUTE)])
+    assert by_adds[1] == sorted(_buckets(MINUTE - 60, "q") + _buckets(MINUTE - 60, None))  # a late one: all six
+    assert fx.incr[KEYS.totals(0, "q")]["n:completed"] == 4  # totals do not wait for the roll-up

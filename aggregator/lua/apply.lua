@@ -1,62 +1,70 @@
 -- Applies one flush of one partition, all or nothing:
 -- (1) the caller still holds the lease (fencing), (2) the flush starts at the
--- stored watermark, (3) every effect, (4) the new watermark and lost-entry
--- count, and the trim behind the watermark.
--- Both checks come before the first write: a script that fails half way
+-- stored watermark and roll-up marker, (3) every effect, the roll-up of closed
+-- minutes last of all, (4) the new watermark, marker and lost-entry count, and
+-- the trim behind the watermark.
+-- The checks come before the first write: a script that fails half way
 -- does not roll back.
 -- KEYS[1] lease, KEYS[2] watermark hash, KEYS[3] stream, KEYS[4] partition
 -- summary, KEYS[5] oldest-pending set, KEYS[6..] the keys the ops name
 -- ARGV[1] lease value, ARGV[2] expected watermark id, ARGV[3] new watermark id,
--- ARGV[4] entries consumed, ARGV[5] now (ms), then the ops, each
+-- ARGV[4] entries consumed, ARGV[5] now (ms), ARGV[6] expected roll-up marker
+-- (the minute the hour and day buckets hold everything before; the flush was
+-- folded assuming it: a stored marker must match, an absent one means every
+-- minute is rolled up), ARGV[7] the new marker, then the ops, each
 -- "code, key number, item count, items..." (the codes: aggregator/schema.py):
--- either ARGV[6..] themselves, or ARGV[6] 'M' and ARGV[7] one MessagePack array
+-- either ARGV[8..] themselves, or ARGV[8] 'M' and ARGV[9] one MessagePack array
 -- of them, followed by the raw entries of dead letters (aggregator/effects.py).
 
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return redis.error_reply('FENCED lease lost')
 end
-local wm = redis.call('HGET', KEYS[2], 'id') or '0-0'
+local stored = redis.call('HMGET', KEYS[2], 'id', 'rolled')
+local wm = stored[1] or '0-0'
 if wm ~= ARGV[2] then
   return redis.error_reply('WATERMARK expected ' .. ARGV[2] .. ' found ' .. wm)
 end
+if stored[2] and stored[2] ~= ARGV[6] then
+  return redis.error_reply('ROLLED expected ' .. ARGV[6] .. ' found ' .. stored[2])
+end
 
--- Adds the (field, n) pairs OPS[first..last] to hash `key`. Three or more fields are
+-- Adds the (field, n) pairs src[first..last] to hash `key`. Three or more fields are
 -- read with one HMGET and written with one HSET: a call from Lua costs far more than
 -- the addition, and most bucket hashes take many fields at once. Lua numbers are
 -- doubles, so a sum that could lose a digit (2^53 or more) goes through HINCRBY.
 local EXACT = 9007199254740992
 
-local OPS, i, n = ARGV, 6, #ARGV
-if ARGV[6] == 'M' then
-  OPS = cmsgpack.unpack(ARGV[7])
+local OPS, i, n = ARGV, 8, #ARGV
+if ARGV[8] == 'M' then
+  OPS = cmsgpack.unpack(ARGV[9])
   i, n = 1, #OPS
 end
 
--- The field names of the (field, value) pairs OPS[first..last], and their stored values (one HMGET).
-local function stored_fields(key, first, last)
+-- The field names of the (field, value) pairs src[first..last], and their stored values (one HMGET).
+local function stored_fields(key, src, first, last)
   local names = {}
   for j = first, last, 2 do
-    names[#names + 1] = OPS[j]
+    names[#names + 1] = src[j]
   end
   return names, redis.call('HMGET', key, unpack(names))
 end
 
-local function incr(key, first, last)
+local function incr(key, src, first, last)
   if last - first < 4 then
     for j = first, last, 2 do
-      redis.call('HINCRBY', key, OPS[j], OPS[j + 1])
+      redis.call('HINCRBY', key, src[j], src[j + 1])
     end
     return
   end
-  local names, stored = stored_fields(key, first, last)
+  local names, stored = stored_fields(key, src, first, last)
   local pairs_out = {}
   for k = 1, #names do
     local base = stored[k] and tonumber(stored[k]) or 0
-    local sum = base + tonumber(OPS[first + 2 * k - 1])
+    local sum = base + tonumber(src[first + 2 * k - 1])
     if (stored[k] and not tonumber(stored[k])) or sum >= EXACT or sum <= -EXACT then
       -- (a stored value that is no number: HINCRBY refuses it, as it always did)
       for j = first, last, 2 do
-        redis.call('HINCRBY', key, OPS[j], OPS[j + 1])
+        redis.call('HINCRBY', key, src[j], src[j + 1])
       end
       return
     end
@@ -67,12 +75,12 @@ local function incr(key, first, last)
 end
 
 -- Keeps the larger (or smaller) of the stored and given value of each (field, value)
--- pair in OPS[first..last]: one HMGET, then one HSET of the fields that change.
-local function keep_extreme(key, first, last, larger)
-  local names, stored = stored_fields(key, first, last)
+-- pair in src[first..last]: one HMGET, then one HSET of the fields that change.
+local function keep_extreme(key, src, first, last, larger)
+  local names, stored = stored_fields(key, src, first, last)
   local changed = {}
   for k = 1, #names do
-    local cur, value = tonumber(stored[k]), OPS[first + 2 * k - 1]
+    local cur, value = tonumber(stored[k]), src[first + 2 * k - 1]
     local new = tonumber(value)
     if cur == nil or (larger and new > cur) or (not larger and new < cur) then
       changed[#changed + 1] = names[k]
@@ -89,15 +97,15 @@ while i <= n do
   local code, key, first = OPS[i], KEYS[tonumber(OPS[i + 1])], i + 3
   local last = i + 2 + tonumber(OPS[i + 2])
   if code == 'I' then
-    incr(key, first, last)
+    incr(key, OPS, first, last)
   elseif code == 'F' then
     -- item 1: how many hashes (k), items 2..k+1 their key numbers, then the pairs added to each
     local k = tonumber(OPS[first])
     for d = 1, k do
-      incr(KEYS[tonumber(OPS[first + d])], first + k + 1, last)
+      incr(KEYS[tonumber(OPS[first + d])], OPS, first + k + 1, last)
     end
   elseif code == 'X' or code == 'N' then
-    keep_extreme(key, first, last, code == 'X')
+    keep_extreme(key, OPS, first, last, code == 'X')
   elseif code == 'J' then
     -- item 1: the first job's key number (the others follow it in KEYS), item 2: the TTL (0: keep it)
     local base, ttl = tonumber(OPS[first]) - first - 2, OPS[first + 1]
@@ -149,7 +157,7 @@ while i <= n do
   elseif code == 'D' then
     for j = first + 1, last, 3 do
       local entry = OPS[j + 2]
-      if OPS ~= ARGV then entry = ARGV[7 + entry] end  -- (packed: the entry's place after the array)
+      if OPS ~= ARGV then entry = ARGV[9 + entry] end  -- (packed: the entry's place after the array)
       redis.call('XADD', key, 'MAXLEN', '~', OPS[first], '*',
         'source_id', OPS[j], 'reason', OPS[j + 1], 'entry', entry)
     end
@@ -157,6 +165,33 @@ while i <= n do
     -- a capped sorted set: add, then drop all but the cap highest scores (nothing when within the cap)
     redis.call('ZADD', key, unpack(OPS, first + 1, last))
     redis.call('ZREMRANGEBYRANK', key, 0, -tonumber(OPS[first]) - 1)
+  elseif code == 'U' then
+    -- Roll closed minutes up into their hour and day buckets. Item 1: how many fields are kept
+    -- by maximum (k), items 2..k+1 their names; then per minute bucket: its key no., then the
+    -- hour bucket's key no. and expiry (epoch s), and the day bucket's (key no. 0: not kept).
+    local k = tonumber(OPS[first])
+    local keep_max = {}
+    for j = first + 1, first + k do keep_max[OPS[j]] = true end
+    for j = first + k + 1, last, 5 do
+      local flat = redis.call('HGETALL', KEYS[tonumber(OPS[j])])
+      if #flat > 0 then
+        local adds, maxes = {}, {}
+        for x = 1, #flat, 2 do
+          local into = keep_max[flat[x]] and maxes or adds
+          into[#into + 1] = flat[x]
+          into[#into + 1] = flat[x + 1]
+        end
+        for d = j + 1, j + 3, 2 do
+          local target = tonumber(OPS[d])
+          if target > 0 then
+            local bucket = KEYS[target]
+            if #adds > 0 then incr(bucket, adds, 1, #adds) end
+            if #maxes > 0 then keep_extreme(bucket, maxes, 1, #maxes, true) end
+            redis.call('EXPIREAT', bucket, OPS[d + 1])
+          end
+        end
+      end
+    end
   else
     return redis.error_reply('BADOP ' .. tostring(code))
   end
@@ -167,7 +202,7 @@ for g, delta in pairs(gauges) do
   redis.call('HINCRBY', KEYS[4], g, delta)
 end
 
-redis.call('HSET', KEYS[2], 'id', ARGV[3], 'applied_ms', ARGV[5])
+redis.call('HSET', KEYS[2], 'id', ARGV[3], 'applied_ms', ARGV[5], 'rolled', ARGV[7])
 local consumed = redis.call('HINCRBY', KEYS[2], 'consumed', ARGV[4])
 redis.call('XTRIM', KEYS[3], 'MINID', ARGV[3])
 
