@@ -20,7 +20,7 @@ RUNS = {
                  ["cases"]),
     "young": (["--at", "3"], ["points"]),
     "cluster": (["--events", "500", "--processes", "1,2"], ["runs", "projection"]),
-    "memory": (["--per-minute", "1", "--minute-days", "0.01", "--hour-days", "0.2"],
+    "memory": (["--per-minute", "1", "--minute-days", "0.05", "--hour-days", "0.2"],
                ["bytes_per_queue", "bytes_per_queue_by_kind", "events"]),
 }
 
