@@ -109,3 +109,42 @@ def test_a_job_dropped_from_the_cache_with_its_write_in_flight_is_read_once_that
     # would have counted as a second completion.
     assert client.hget(keys.totals(0, "q"), "n:completed") == b"1"
     assert client.hget(keys.watermark(0), "duplicates") == b"1"
+
+
+def test_a_flush_refused_for_its_roll_up_marker_is_read_again_from_what_is_stored(settings: Settings,
+                                                                                 client: redis.Redis) -> None:
+    one = settings.model_copy(update={"partitions": 1, "batch_size": 100})
+    keys = Keys(one.key_prefix)
+    events, expected = build(300, 3, seed=4, t0_ms=T0_MS)
+    publish(client, keys, 1, events)
+    agg = Aggregator(one, client)
+    agg.rebalance(want_all=True)
+    pipe = agg.pipelines[0]
+    pipe.step(time.time())
+    moved = pipe.rolled_s - 600
+    client.hset(keys.watermark(0), "rolled", moved)  # as if another apply had moved it
+    pipe.submit(time.time())
+    pipe.settle()  # refused before any write: the pipeline starts again from what Redis holds
+    assert pipe.flush is None and pipe.wm_id == "0-0" and pipe.rolled_s == moved
+    agg.run(drain=True)
+    assert_exact(client, one, expected)
+
+
+def test_far_behind_the_stream_a_flush_stays_open_longer(settings: Settings, client: redis.Redis) -> None:
+    keys = Keys(settings.key_prefix)
+    publish(client, keys, settings.partitions, [event("j", "q", "enqueued", T0_MS)])
+    agg = Aggregator(settings.model_copy(update={"flush_interval_ms": 50}), client)
+    agg.rebalance(want_all=True)
+    pipe = next(p for p in agg.pipelines.values() if client.xlen(keys.stream(p.p)))
+    now_s = time.time()
+    pipe.step(now_s)
+    flush = pipe.flush
+    assert flush is not None
+    pipe.caught_up = False
+    pipe.opened_s = now_s - 0.5  # open 0.5 s: more than 4 flush intervals
+    pipe.read_arrival_ms = int(now_s * 1000) - 100  # entries that arrived just now: applied
+    assert pipe._due(flush, now_s, eager=False)
+    pipe.read_arrival_ms = int(now_s * 1000) - 60_000  # a minute-old backlog: kept open up to a second
+    assert not pipe._due(flush, now_s, eager=False)
+    pipe.opened_s = now_s - 1.0
+    assert pipe._due(flush, now_s, eager=False)
