@@ -118,7 +118,9 @@ def roll_up(fx: Effects, minutes: dict[str, dict[int, MinuteTally]], cfg: FoldCo
             t.expand()
             _merge(life, t)
             buckets = []
-            alive = t.alive if minute < rolled_s else t.alive & 1  # (not rolled up yet: the minute only)
+            # Not rolled up yet: to the minute only (unless that is expired, after a long outage: then
+            # straight to the rest, since the roll-up would find nothing to add to them).
+            alive = t.alive if minute < rolled_s or not t.alive & 1 else t.alive & 1
             for bit, gran in enumerate(_GRAN):
                 if alive >> bit & 1:
                     start = minute - minute % _STEP_S[bit]

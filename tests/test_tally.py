@@ -56,3 +56,12 @@ def test_a_minute_not_rolled_up_yet_goes_to_its_minute_buckets_only() -> None:
     assert by_adds[3] == sorted([KEYS.bucket(0, "m", MINUTE, "q"), KEYS.bucket(0, "m", MINUTE)])
     assert by_adds[1] == sorted(_buckets(MINUTE - 60, "q") + _buckets(MINUTE - 60, None))  # a late one: all six
     assert fx.incr[KEYS.totals(0, "q")]["n:completed"] == 4  # totals do not wait for the roll-up
+
+
+def test_a_minute_not_rolled_up_whose_bucket_has_expired_goes_straight_to_its_hour_and_day() -> None:
+    fx = Effects()
+    t = _tally(2)
+    t.alive = 0b110  # (an outage longer than the minute retention: the minute bucket is gone)
+    roll_up(fx, {"q": {MINUTE: t}}, CFG, rolled_s=MINUTE - 60)
+    [(targets, _)] = fx.fanout
+    assert sorted(targets) == sorted(_buckets(MINUTE, "q")[1:] + _buckets(MINUTE, None)[1:])
