@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import Future
+from typing import Any
 
 import redis
 
@@ -19,14 +20,21 @@ from tests.workload import Expected, build, event, publish
 T0_MS = (int(time.time()) // 3600 - 2) * 3_600_000
 
 
-def test_a_flush_refused_for_its_watermark_drops_the_flush_folded_behind_it(settings: Settings,
-                                                                             client: redis.Redis) -> None:
-    one = settings.model_copy(update={"partitions": 1, "batch_size": 100, "flush_interval_ms": 400})
+def _one_partition(one: Settings, client: redis.Redis, n_events: int, seed: int
+                   ) -> tuple[Aggregator, Keys, list[dict[str, Any]], Expected]:
+    """An aggregator owning the one partition of ``one``, whose stream holds ``n_events`` events."""
     keys = Keys(one.key_prefix)
-    events, _ = build(1_000, 3, seed=3, t0_ms=T0_MS)
+    events, expected = build(n_events, 3, seed=seed, t0_ms=T0_MS)
     publish(client, keys, 1, events)
     agg = Aggregator(one, client)
     agg.rebalance(want_all=True)
+    return agg, keys, events, expected
+
+
+def test_a_flush_refused_for_its_watermark_drops_the_flush_folded_behind_it(settings: Settings,
+                                                                             client: redis.Redis) -> None:
+    one = settings.model_copy(update={"partitions": 1, "batch_size": 100, "flush_interval_ms": 400})
+    agg, keys, events, _ = _one_partition(one, client, 1_000, seed=3)
     pipe = agg.pipelines[0]
     pipe.step(time.time())  # a flush opens with the first chunk
     gate = threading.Event()
@@ -114,11 +122,7 @@ def test_a_job_dropped_from_the_cache_with_its_write_in_flight_is_read_once_that
 def test_a_flush_refused_for_its_roll_up_marker_is_read_again_from_what_is_stored(settings: Settings,
                                                                                  client: redis.Redis) -> None:
     one = settings.model_copy(update={"partitions": 1, "batch_size": 100})
-    keys = Keys(one.key_prefix)
-    events, expected = build(300, 3, seed=4, t0_ms=T0_MS)
-    publish(client, keys, 1, events)
-    agg = Aggregator(one, client)
-    agg.rebalance(want_all=True)
+    agg, keys, _, expected = _one_partition(one, client, 300, seed=4)
     pipe = agg.pipelines[0]
     pipe.step(time.time())
     moved = pipe.rolled_s - 600
