@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from aggregator.effects import Effects
 from aggregator.keys import GRANULARITY_S
+from aggregator.tally import alive_bits, expires_at_s
 
 if TYPE_CHECKING:
     from aggregator.fold import FoldConfig
@@ -61,12 +62,13 @@ def roll(fx: Effects, from_s: int, to_s: int, queues: Iterable[str], cfg: FoldCo
     partition up into their hour and day buckets (those that are still kept)."""
     if to_s <= from_s:
         return
-    keys, p, retention_s = cfg.keys, cfg.partition, cfg.retention_s
+    keys, p = cfg.keys, cfg.partition
     sources: list[str | None] = [*sorted(queues), None]
     for minute in range(from_s, to_s, 60):
         hour, day = minute - minute % _HOUR_S, minute - minute % _DAY_S
-        hour_at, day_at = hour + _HOUR_S + retention_s["h"], day + _DAY_S + retention_s["d"]
+        hour_at, day_at = expires_at_s("h", hour, cfg), expires_at_s("d", day, cfg)
+        alive = alive_bits(minute, int(now_s), cfg)  # (bits 1 and 2: the hour and the day are kept)
         for q in sources:
             fx.rolls.append((keys.bucket(p, "m", minute, q),
-                             keys.bucket(p, "h", hour, q) if hour_at > now_s else None, hour_at,
-                             keys.bucket(p, "d", day, q) if day_at > now_s else None, day_at))
+                             keys.bucket(p, "h", hour, q) if alive & 2 else None, hour_at,
+                             keys.bucket(p, "d", day, q) if alive & 4 else None, day_at))

@@ -81,11 +81,16 @@ class MinuteTally:
 _TOTALS_PREFIXES = frozenset({schema.COUNT, schema.PRIORITY})
 
 
+def expires_at_s(gran: str, start_s: int, cfg: FoldConfig) -> int:
+    """When the bucket of ``gran`` starting at ``start_s`` expires: its retention after it ends."""
+    return start_s + GRANULARITY_S[gran] + cfg.retention_s[gran]
+
+
 def alive_bits(minute: int, arrival_s: int, cfg: FoldConfig) -> int:
     """A bit per granularity (minute, hour, day) whose bucket holding ``minute`` is still kept at ``arrival_s``."""
     alive = 0
     for bit, (gran, step_s) in enumerate(GRANULARITY_S.items()):
-        if minute - minute % step_s + step_s + cfg.retention_s[gran] > arrival_s:
+        if expires_at_s(gran, minute - minute % step_s, cfg) > arrival_s:
             alive |= 1 << bit
     return alive
 
@@ -124,7 +129,7 @@ def roll_up(fx: Effects, minutes: dict[str, dict[int, MinuteTally]], cfg: FoldCo
             for bit, gran in enumerate(_GRAN):
                 if alive >> bit & 1:
                     start = minute - minute % _STEP_S[bit]
-                    expire_at = start + _STEP_S[bit] + cfg.retention_s[gran]
+                    expire_at = expires_at_s(gran, start, cfg)
                     for key in (keys.bucket(p, gran, start, q), keys.bucket(p, gran, start)):
                         buckets.append(key)
                         writers[key] = writers.get(key, 0) + 1
