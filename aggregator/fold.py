@@ -156,12 +156,15 @@ def parse_entries(raw: Iterable[tuple[bytes, list[bytes] | dict[bytes, bytes]]],
         entry_id = entry_id_b.decode()
         if type(flat) is list and len(flat) == 2 and flat[0] == EVENT_FIELD:  # the usual entry: no dict needed
             value = flat[1]  # (parse_event, inlined)
-            item = fast_event(value) if len(value) <= max_bytes else None
-            if item is not None:
-                add_id(item.job_id)
-                append((entry_id, arrival_ms, item))
-                continue
-            item = model_event(value) if len(value) <= max_bytes else parse_event(value, max_bytes)
+            if len(value) > max_bytes:
+                item = parse_event(value, max_bytes)  # (refused, and says why)
+            else:
+                item = fast_event(value)
+                if item is not None:
+                    add_id(item.job_id)
+                    append((entry_id, arrival_ms, item))
+                    continue
+                item = model_event(value)
         else:
             fields = dict(zip(flat[::2], flat[1::2], strict=True)) if isinstance(flat, list) else flat
             if EVENT_FIELD in fields:
