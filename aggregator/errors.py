@@ -7,6 +7,8 @@ import functools
 import hashlib
 import re
 
+from aggregator import schema
+
 _RULES = [
     (re.compile(r"\"[^\"]*\"|'[^']*'"), "<str>"),
     (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<uuid>"),
@@ -56,14 +58,14 @@ def classify(message: str) -> str:
 
 def type_field(sig: str, queue: str, error_type: str) -> str:
     """Hash field counting ``error_type`` for a signature in a queue (both names may hold ':')."""
-    return f"y:{sig}:{len(error_type)}:{error_type}:{queue}"
+    return f"{schema.ERR_TYPE_COUNT}{sig}:{len(error_type)}:{error_type}:{queue}"
 
 
 def parse_type_field(fld: str) -> tuple[str, str, str] | None:
     """(signature, queue, error type) of a :func:`type_field`, or None for another field."""
-    if not fld.startswith("y:"):
+    if not fld.startswith(schema.ERR_TYPE_COUNT):
         return None
-    sig, _, rest = fld[2:].partition(":")
+    sig, _, rest = fld[len(schema.ERR_TYPE_COUNT):].partition(":")
     size, _, rest = rest.partition(":")
     if not size.isdigit() or len(rest) <= int(size) or rest[int(size)] != ":":
         return None

@@ -1,6 +1,6 @@
 """One flush's failures counted per error signature, queue, error type and hour, and the writes
-they add up to: the hour's error hash (the fields below; ``api/store.py`` reads them) and each
-signature's sample message. Pure, like the rest of folding.
+they add up to: the hour's error hash (the fields below; ``api/store.py`` reads them; ``schema`` names
+them) and each signature's sample message. Pure, like the rest of folding.
 
 Counting first and writing once per flush matters because a failing queue fails the same way
 over and over: the per-event work is one signature lookup and one dict update.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aggregator import errors
+from aggregator import errors, schema
 from aggregator.effects import Effects
 
 if TYPE_CHECKING:
@@ -57,14 +57,15 @@ class FailureTally:
         for (sig, queue, error_type, hour), (n, first_ms, last_ms) in self.counts.items():
             hour_s = hour * 3600
             key = keys.errors(p, hour_s)
-            fx.add(key, "n:" + sig, n)
-            fx.add(key, f"q:{sig}:{queue}", n)
-            fx.minimum(key, f"f:{sig}:{queue}", first_ms)
-            fx.maximum(key, f"l:{sig}:{queue}", last_ms)
+            per_queue = f"{sig}:{queue}"
+            fx.add(key, schema.ERR_COUNT + sig, n)
+            fx.add(key, schema.ERR_QUEUE_COUNT + per_queue, n)
+            fx.minimum(key, schema.ERR_FIRST_MS + per_queue, first_ms)
+            fx.maximum(key, schema.ERR_LAST_MS + per_queue, last_ms)
             if error_type:
                 fx.add(key, errors.type_field(sig, queue, error_type), n)
             fx.expire_at_s[key] = hour_s + 3600 + kept_s
         for sig, message in self.samples.items():
             sig_key = keys.error_sig(p, sig)
-            fx.set_once(sig_key, "sample", message)
+            fx.set_once(sig_key, schema.SIG_SAMPLE, message)
             fx.expire_s[sig_key] = kept_s + 3600

@@ -24,6 +24,14 @@ LAST_OF = "last:"  # last:<event_type>: event time of the latest archived/restor
 MAX_FIELDS = frozenset({PT_MAX, WT_MAX})  # merged by max, not by sum
 SUM_FIELDS = frozenset({PT_SUM, PT_N, WT_SUM, WT_N})
 
+# -- hourly error hash (keys.errors) and signature hash (keys.error_sig) ------
+ERR_COUNT = "n:"  # n:<sig>: failures with that signature
+ERR_QUEUE_COUNT = "q:"  # q:<sig>:<queue>: of them, the queue's
+ERR_FIRST_MS, ERR_LAST_MS = "f:", "l:"  # f:<sig>:<queue>, l:<sig>:<queue>: event times of the first and last
+ERR_TYPE_COUNT = "y:"  # y:<sig>:<len(type)>:<type>:<queue>: of them, those of an error type (errors.type_field)
+SIG_SAMPLE = "sample"  # signature hash: one message that had it
+SIG_TYPE = "type"  # signature hash, stored before types were counted per failure: its one type
+
 # -- partition summary hash: the totals' fields plus the gauges -------------
 PENDING, RUNNING = "pending", "running"
 

@@ -282,22 +282,22 @@ class StatsStore:
             types: dict[str, dict[str, int]] = {}
             for k, v in raw.items():
                 fld = k.decode()
-                kind, _, rest = fld.partition(":")
-                if kind == "y":
+                if fld.startswith(schema.ERR_TYPE_COUNT):
                     typed = errors.parse_type_field(fld)
                     if typed is not None and (wanted is None or typed[1] in wanted):
                         counts = types.setdefault(typed[0], {})
                         counts[typed[2]] = counts.get(typed[2], 0) + int(v)
                     continue
+                kind, rest = fld[:2], fld[2:]  # every error-hash prefix is a letter and ':'
                 sig, per_queue_field, queue = rest.partition(":")
                 if per_queue_field and wanted is not None and queue not in wanted:
                     continue
-                if kind == "q":
+                if kind == schema.ERR_QUEUE_COUNT:
                     per_queue.setdefault(sig, {})[queue] = int(v)
-                elif kind == "f":  # f:<sig>:<queue>, or f:<sig> as stored before bounds were per queue
+                elif kind == schema.ERR_FIRST_MS:  # f:<sig>:<queue>, or f:<sig> as stored before bounds were per queue
                     b = bounds.setdefault(sig, [2**63, 0])
                     b[0] = min(b[0], int(v))
-                elif kind == "l":
+                elif kind == schema.ERR_LAST_MS:
                     b = bounds.setdefault(sig, [2**63, 0])
                     b[1] = max(b[1], int(v))
             for sig, queue_counts in per_queue.items():
@@ -328,7 +328,7 @@ class StatsStore:
                 into.types[etype] = into.types.get(etype, 0) + n
         pipe = self.client.pipeline(transaction=False)
         for sig, (p, _) in merged_sigs.items():
-            pipe.hmget(self.keys.error_sig(p, sig), ["type", "sample"])
+            pipe.hmget(self.keys.error_sig(p, sig), [schema.SIG_TYPE, schema.SIG_SAMPLE])
         out = []
         for (_, entry), (etype, sample) in zip(merged_sigs.values(), await self.io.run(pipe), strict=True):
             entry.sample = sample.decode() if sample else ""
