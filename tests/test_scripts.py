@@ -146,7 +146,7 @@ def test_job_records_are_set_by_their_run_of_keys_with_a_ttl_or_keeping_theirs(l
 def test_a_fanned_out_add_lands_in_each_of_its_hashes(leased: Keys, client: redis.Redis) -> None:
     minute, hour = leased.bucket(0, "m", 60, "q"), leased.bucket(0, "h", 0, "q")
     client.hset(hour, mapping={"a": 10})
-    # two hashes (key nos. 6 and 7), three pairs (the HMGET/HSET path), then one pair (HINCRBY)
+    # two hashes (key nos. 6 and 7) taking three pairs, then one hash taking one pair
     ops: list[object] = ["F", 0, 9, 2, 6, 7, "a", 1, "b", 2, "c", 3, "F", 0, 4, 1, 7, "a", 5]
     _apply(client, leased, "me:1", "0-0", ops, [minute, hour])
     assert client.hgetall(minute) == {b"a": b"1", b"b": b"2", b"c": b"3"}

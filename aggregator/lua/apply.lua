@@ -28,16 +28,19 @@ if stored[2] and stored[2] ~= ARGV[6] then
   return redis.error_reply('ROLLED expected ' .. ARGV[6] .. ' found ' .. stored[2])
 end
 
--- Adds the (field, n) pairs src[first..last] to hash `key`. Three or more fields are
--- read with one HMGET and written with one HSET: a call from Lua costs far more than
--- the addition, and most bucket hashes take many fields at once. Lua numbers are
--- doubles, so a sum that could lose a digit (2^53 or more) goes through HINCRBY.
-local EXACT = 9007199254740992
-
 local OPS, i, n = ARGV, 8, #ARGV
 if ARGV[8] == 'M' then
   OPS = cmsgpack.unpack(ARGV[9])
   i, n = 1, #OPS
+end
+
+-- Adds the (field, n) pairs src[first..last] to hash `key`. One HINCRBY a field: measured on
+-- 30- to 250-field hashes, listpacks and hash tables, it costs Redis less than reading the
+-- fields with one HMGET and writing their sums with one HSET, and it is exact to 2^63.
+local function incr(key, src, first, last)
+  for j = first, last, 2 do
+    redis.call('HINCRBY', key, src[j], src[j + 1])
+  end
 end
 
 -- The field names of the (field, value) pairs src[first..last], and their stored values (one HMGET).
@@ -47,31 +50,6 @@ local function stored_fields(key, src, first, last)
     names[#names + 1] = src[j]
   end
   return names, redis.call('HMGET', key, unpack(names))
-end
-
-local function incr(key, src, first, last)
-  if last - first < 4 then
-    for j = first, last, 2 do
-      redis.call('HINCRBY', key, src[j], src[j + 1])
-    end
-    return
-  end
-  local names, stored = stored_fields(key, src, first, last)
-  local pairs_out = {}
-  for k = 1, #names do
-    local base = stored[k] and tonumber(stored[k]) or 0
-    local sum = base + tonumber(src[first + 2 * k - 1])
-    if (stored[k] and not tonumber(stored[k])) or sum >= EXACT or sum <= -EXACT then
-      -- (a stored value that is no number: HINCRBY refuses it, as it always did)
-      for j = first, last, 2 do
-        redis.call('HINCRBY', key, src[j], src[j + 1])
-      end
-      return
-    end
-    pairs_out[2 * k - 1] = names[k]
-    pairs_out[2 * k] = sum  -- redis.call writes a number below 2^53 as its exact integer digits
-  end
-  redis.call('HSET', key, unpack(pairs_out))
 end
 
 -- Keeps the larger (or smaller) of the stored and given value of each (field, value)
