@@ -101,6 +101,18 @@ def redis_cpu_s(client: redis.Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
+def redis_server(client: redis.Redis) -> dict[str, Any]:
+    """The Redis version, and its hash encoding threshold (it moves the apply's cost; see
+    docs/operations.md), None where CONFIG GET is refused."""
+    info: dict[str, Any] = client.info("server")  # type: ignore[assignment]
+    try:
+        config: dict[str, Any] = client.config_get("hash-max-listpack-entries")  # type: ignore[assignment]
+        entries: int | None = int(config["hash-max-listpack-entries"])
+    except (redis.ResponseError, KeyError):
+        entries = None
+    return {"version": info.get("redis_version"), "hash_max_listpack_entries": entries}
+
+
 def command_calls(client: redis.Redis) -> dict[str, tuple[int, float]]:
     """Per-command (calls, total µs) from INFO commandstats."""
     info: dict[str, Any] = client.info("commandstats")  # type: ignore[assignment]

@@ -31,6 +31,7 @@ from bench.common import (
     jobpulse,
     namespace,
     percentile,
+    redis_server,
     report,
     xadd,
 )
@@ -157,6 +158,7 @@ def main() -> None:
             # probe's polling (a constant 50 requests/s); the loaders' XADD are not in it
             "script_redis_us_per_event": commands.get("evalsha", {}).get("us_per_event"),
             "redis_commands": commands,
+            "redis_server": redis_server(ns.client),
         },
         f"freshness: XADD -> visible in the API p50 {p50:.0f} ms, p99 {p99:.0f} ms (max {worst:.0f}) "
         f"under {achieved:,.0f} events/s",

@@ -34,6 +34,7 @@ from bench.common import (
     jobpulse,
     namespace,
     redis_cpu_s,
+    redis_server,
     report,
     rss_mb,
     xadd,
@@ -116,6 +117,7 @@ def main() -> None:
         applied = consumed(ns, args.partitions)
         redis_cpu = redis_cpu_s(ns.client) - cpu0
         commands = command_delta(calls0, command_calls(ns.client), max(applied, 1))
+        server = redis_server(ns.client)
     agg_rate, raw_rate = applied / agg_s, raw_n / raw_s
     report(
         {
@@ -132,6 +134,7 @@ def main() -> None:
             "redis_cpu_us_per_event": round(redis_cpu * 1e6 / max(applied, 1), 2),
             "aggregator_cpu_us_per_event": round(agg_cpu_s * 1e6 / max(applied, 1), 2),
             "redis_commands": commands,
+            "redis_server": server,
             "aggregator_rss_mb_at_10pct": round(rss_at_10pct, 1),
             "aggregator_rss_mb_peak": round(peak_rss, 1),
         },

@@ -44,6 +44,7 @@ def test_benchmark_prints_its_json(name: str, redis_url: str) -> None:
         assert result["ratio"] > 0
     if name == "ingest":
         assert result["events"] >= 500
+        assert result["redis_server"]["version"] and result["redis_server"]["hash_max_listpack_entries"] > 0
     if name == "freshness":
         assert result["probes"] >= 5 and result["visible_ms_p50"] > 0
     if name == "requests":
