@@ -22,7 +22,7 @@ from aggregator import schema as f
 _CHUNK = 1000
 
 Arg = str | int | bytes
-# Lua numbers are doubles: a larger integer goes in an array as its digits, which the script adds exactly.
+_EXACT = 2**53
 _encode_array = msgspec.msgpack.Encoder().encode
 
 
@@ -132,17 +132,18 @@ class Effects:
                 ops.extend((code, no, len(chunk)))
                 ops.extend(chunk)
 
-        # Numbers the script hands to Redis travel as digits: redis.call formats a Lua number
-        # with '%.17g', which cost about 2,500 instructions each (and digits are exact beyond 2^53).
         def numbers(fields: Mapping[str, int]) -> list[Arg]:
-            return [x for fld, n in fields.items() for x in (fld, str(n))]
+            items: list[Arg] = list(chain.from_iterable(fields.items()))
+            if packed and fields and (max(fields.values()) >= _EXACT or min(fields.values()) <= -_EXACT):
+                items[1::2] = [str(n) for n in fields.values()]  # (a Lua number is exact only below 2^53)
+            return items
 
         def pairs(code: str, table: Mapping[str, Mapping[str, int]]) -> None:
             for key, fields in table.items():
                 emit(code, key, numbers(fields), 2)
 
         def scored(code: str, key: str, scores: Mapping[str, int], head: list[Arg]) -> None:
-            emit(code, key, [x for member, score in scores.items() for x in (str(score), member)], 2, head)
+            emit(code, key, list(chain.from_iterable(zip(scores.values(), scores.keys(), strict=True))), 2, head)
 
         def members(code: str, table: Mapping[str, Iterable[str]], gauge: bool = False) -> None:
             for key, items in table.items():

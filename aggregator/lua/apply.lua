@@ -34,12 +34,37 @@ if ARGV[8] == 'M' then
   i, n = 1, #OPS
 end
 
--- Adds the (field, n) pairs src[first..last] to hash `key`. One HINCRBY a field: measured on
--- 30- to 250-field hashes, listpacks and hash tables, it costs Redis less than reading the
--- fields with one HMGET and writing their sums with one HSET, and it is exact to 2^63.
+-- A number as the digits Redis is given. redis.call would format a Lua number with '%.17g'
+-- (about 2,500 instructions, a tenth of a drain's Redis time); most of the ops' numbers are small
+-- counts that recur, so each is formatted once per apply. (2^53 and more travel as digits.)
+local DIGITS = {}
+local function digits(x)
+  if type(x) ~= 'number' then return x end
+  local s = DIGITS[x]
+  if s == nil then
+    s = string.format('%d', x)
+    DIGITS[x] = s
+  end
+  return s
+end
+
+-- Adds the (field, n) pairs src[first..last] to hash `key` (the fields of an op are distinct).
+-- A hash that does not exist yet is written with one HSET (the common case of a backfill, whose
+-- minutes are new). An existing one takes one HINCRBY a field: measured on 30- to 250-field
+-- hashes, listpacks and hash tables, that costs Redis less than reading the fields with one HMGET
+-- and writing their sums with one HSET, and it is exact to 2^63.
 local function incr(key, src, first, last)
+  if redis.call('EXISTS', key) == 0 then
+    local pairs_in = {}
+    for j = first, last, 2 do
+      pairs_in[#pairs_in + 1] = src[j]
+      pairs_in[#pairs_in + 1] = digits(src[j + 1])
+    end
+    redis.call('HSET', key, unpack(pairs_in))
+    return
+  end
   for j = first, last, 2 do
-    redis.call('HINCRBY', key, src[j], src[j + 1])
+    redis.call('HINCRBY', key, src[j], digits(src[j + 1]))
   end
 end
 
