@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from typing import Any
@@ -20,6 +21,8 @@ RUNS = {
                  ["cases"]),
     "young": (["--at", "3"], ["points"]),
     "cluster": (["--events", "500", "--processes", "1,2"], ["runs", "projection"]),
+    "redis_instructions": (["--events", "2000", "--queues", "5"],
+                           ["redis_instructions_per_event", "top_inclusive_per_event"]),
     "memory": (["--per-minute", "1", "--minute-days", "0.05", "--hour-days", "0.2"],
                ["bytes_per_queue", "bytes_per_queue_by_kind", "events"]),
 }
@@ -36,6 +39,8 @@ def _run(name: str, args: list[str], redis_url: str) -> dict[str, Any]:
 @pytest.mark.parametrize("name", RUNS)
 def test_benchmark_prints_its_json(name: str, redis_url: str) -> None:
     args, fields = RUNS[name]
+    if name == "redis_instructions" and shutil.which("valgrind") is None:
+        pytest.skip("valgrind is not installed")
     result = _run(name, args, redis_url)
     assert result["benchmark"] == name and result["machine"]["cpus"]
     for field in fields:
@@ -45,6 +50,8 @@ def test_benchmark_prints_its_json(name: str, redis_url: str) -> None:
     if name == "ingest":
         assert result["events"] >= 500
         assert result["redis_server"]["version"] and result["redis_server"]["hash_max_listpack_entries"] > 0
+    if name == "redis_instructions":
+        assert result["events"] >= 2000 and result["redis_instructions_per_event"] > 0
     if name == "freshness":
         assert result["probes"] >= 5 and result["visible_ms_p50"] > 0
     if name == "requests":
