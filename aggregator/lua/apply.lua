@@ -35,7 +35,7 @@ if ARGV[8] == 'M' then
 end
 
 -- A number as the digits Redis is given. redis.call would format a Lua number with '%.17g'
--- (about 2,500 instructions, a tenth of a drain's Redis time); most of the ops' numbers are small
+-- (about 2,500 instructions, a tenth of a drain's Redis instructions); most of the ops' numbers are small
 -- counts that recur, so each is formatted once per apply. (2^53 and more travel as digits.)
 local DIGITS = {}
 local function digits(x)
