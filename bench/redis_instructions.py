@@ -8,9 +8,9 @@ speed or load (wall-clock CPU on a shared VM moves 10 % from run to run).
 Starts its own ``redis-server`` under ``valgrind --tool=callgrind`` on a free
 loopback port (both must be on PATH, with ``callgrind_control``), preloads the
 streams, zeroes the counters, runs ``jobpulse aggregate --drain`` and dumps
-them. Flushes are cut by count (6,000 entries) so that Redis' slowness under
+them. Each read of 6,000 entries is one flush, so that Redis' slowness under
 valgrind does not change how much each apply merges. Counts of the same code
-agree within about 2 % (the events' times follow the clock, so minute
+agree within a few per cent (the events' times follow the clock, so minute
 boundaries differ); compare two trees in one session. ``top`` lists the
 functions with the most instructions, their callees included.
 
@@ -100,8 +100,9 @@ def main() -> None:
             client.hset(ns.keys.meta, mapping={"partitions": args.partitions, "version": "1"})
             n = preload(ns, args.events, args.queues, args.partitions, args.hours)
             subprocess.run(["callgrind_control", "-z", str(server.pid)], check=True, stdout=subprocess.DEVNULL)
-            proc = jobpulse(["aggregate", "--drain"], ns.env(partitions=args.partitions, max_flush_entries=6000,
-                                                             flush_interval_ms=400, lease_ttl_ms=600_000))
+            # one read of 6,000 entries is one flush: cut by count, never by time
+            proc = jobpulse(["aggregate", "--drain"], ns.env(partitions=args.partitions, batch_size=6000,
+                                                             max_flush_entries=6000, lease_ttl_ms=600_000))
             _, err = proc.communicate()
             if proc.returncode != 0:
                 raise SystemExit(err.decode()[-3000:] if err else "aggregator failed")
