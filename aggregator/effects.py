@@ -179,8 +179,7 @@ class Effects:
             # names only the first, and each job is one argument: its record
             for start in range(0, len(jobs), _CHUNK):
                 chunk = jobs[start : start + _CHUNK]
-                # (the TTL as digits: Redis would format a number with '%.17g' for every SET)
-                ops.extend((f.OP_JOB, 0, len(chunk) + 2, len(keys) + 1, str(ttl)))
+                ops.extend((f.OP_JOB, 0, len(chunk) + 2, len(keys) + 1, ttl))
                 keys.extend(key for key, _ in chunk)
                 ops.extend(value for _, value in chunk)
         for key, newest in self.capped.items():

@@ -111,8 +111,8 @@ while i <= n do
     keep_extreme(key, OPS, first, last, code == 'X')
   elseif code == 'J' then
     -- item 1: the first job's key number (the others follow it in KEYS), item 2: the TTL (0: keep it)
-    local base, ttl = tonumber(OPS[first]) - first - 2, OPS[first + 1]
-    if ttl == 0 or ttl == '0' then
+    local base, ttl = tonumber(OPS[first]) - first - 2, digits(OPS[first + 1])  -- (once, not per SET)
+    if ttl == '0' then
       for j = first + 2, last do
         redis.call('SET', KEYS[base + j], OPS[j], 'KEEPTTL')
       end
