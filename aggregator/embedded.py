@@ -38,7 +38,7 @@ class EmbeddedRedis:
                 start_new_session=True,
             )
             url = f"redis://127.0.0.1:{port}/0"
-            _wait_ready(url, self.process)
+            wait_ready(url, self.process)
             self.target = RedisTarget(url=url)
         else:
             import fakeredis
@@ -73,7 +73,8 @@ def free_port() -> int:
         return port
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
+    """Wait until the redis-server ``process`` answers at ``url``; RuntimeError if it exits or stays silent."""
     client = redis.Redis.from_url(url)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -26,12 +26,11 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 
 import redis
 
-from aggregator.embedded import free_port
+from aggregator.embedded import free_port, wait_ready
 from aggregator.keys import Keys
 from bench.common import Namespace, consumed, jobpulse, report
 from bench.ingest import preload
@@ -83,16 +82,8 @@ def main() -> None:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             url = f"redis://127.0.0.1:{port}/0"
+            wait_ready(url, server, timeout_s=60)  # (valgrind starts it slowly)
             client = redis.Redis.from_url(url)
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    client.ping()
-                    break
-                except redis.ConnectionError:
-                    if server.poll() is not None or time.monotonic() > deadline:
-                        raise SystemExit("redis-server under valgrind did not start") from None
-                    time.sleep(0.2)
             config: dict[str, str] = client.config_get("hash-max-listpack-entries")  # type: ignore[assignment]
             hash_entries = int(config["hash-max-listpack-entries"])
             prefix = "bench" + uuid.uuid4().hex[:8]
