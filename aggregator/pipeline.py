@@ -1,9 +1,10 @@
 """One owned partition's batch pipeline: read, fold into an open flush, apply.
 
 Entries are read in chunks from the last read position and folded into the
-open :class:`~aggregator.fold.Flush` as they arrive. The flush is applied
-when the stream is caught up, when it has been open for the flush interval,
-or when it is full, so at high rates one write carries many events. While
+open :class:`~aggregator.fold.Flush` as they arrive; a read thread keeps the
+next read going meanwhile. The flush is applied when the stream is caught up
+and it has been open for the flush interval, or when it is full, so at high
+rates one write carries many events. While
 one flush is applied (on the aggregator's apply thread) the next is folded
 from the job states the first will leave, which the owner keeps in its
 :class:`~aggregator.jobcache.JobCache`. Any failed or uncertain apply drops
@@ -44,6 +45,12 @@ BEHIND_FLUSH_INTERVALS = 4
 # same buckets (at 1 s, a drain's apply costs Redis about a quarter less per event), while each
 # apply holds Redis longer.
 BACKLOG_LAG_S, BACKLOG_FLUSH_S = 2.0, 1.0
+# A read that fills its batch is not by itself a sign of being behind: at 20,000 events/s a partition
+# adds a 2,000-entry batch every 100 ms. While the entries read arrived less than this long ago, the
+# flush is applied on the interval; taking full reads as "behind" let flushes grow to
+# BEHIND_FLUSH_INTERVALS, which lengthened every round of the partitions and kept the reads full (at
+# 80,000 events/s an event took 0.5-1 s to be visible instead of 0.1-0.3 s).
+CAUGHT_UP_LAG_S = 0.25
 
 
 class Fenced(Exception):
@@ -66,6 +73,7 @@ class _Chunk:
     job_ids: set[str]  # of the entries' events
     states: dict[str, bytes | None]
     generation: int  # the job cache's when ``states`` were chosen (see JobCache.forgotten_since)
+    read_s: float  # when the read was sent (epoch s)
 
 
 @dataclass
@@ -164,7 +172,7 @@ class PartitionPipeline:
         n = 0
         if self.flush is None or self.flush.entries < s.max_flush_entries:
             n = self._read_chunk(now_s)
-            self.caught_up = n < s.batch_size
+            self.caught_up = n < s.batch_size or now_s - self.read_arrival_ms / 1000 < CAUGHT_UP_LAG_S
         flush = self.flush
         if flush is not None and self._due(flush, now_s, eager):
             self.submit(now_s)
@@ -178,7 +186,8 @@ class PartitionPipeline:
     def _due(self, flush: Flush, now_s: float, eager: bool) -> bool:
         """Whether the open flush should be applied now.
 
-        Caught up with the stream, it is applied once it has been open for the
+        Caught up with the stream (the last read was not full, or what it read
+        arrived less than CAUGHT_UP_LAG_S ago), it is applied once it has been open for the
         flush interval (at once with ``eager``, when draining): applying
         whenever the stream is caught up would, at live rates, apply tiny
         flushes that merge nothing. Behind the stream, freshness is already
@@ -218,7 +227,7 @@ class PartitionPipeline:
         cache is recorded (the one that can come before a write has landed,
         a near-expiry drop, is read again once nothing is in flight).
         """
-        s = self.settings
+        s, read_s = self.settings, time.time()
         entries, ids = parse_entries(self._read(self.keys.stream(self.p), cursor.after_id, s.batch_size),
                                      s.max_entry_bytes)
         if entries:
@@ -230,11 +239,13 @@ class PartitionPipeline:
         states: dict[str, bytes | None] = {}
         if unknown:
             states = self._read_states(unknown)
-        return _Chunk(entries, ids, states, generation)
+        return _Chunk(entries, ids, states, generation, read_s)
 
     def _read_chunk(self, now_s: float) -> int:
         ahead = self._ahead
         chunk = (ahead.popleft() if ahead else self._fetch()).result()
+        if not chunk.entries and not ahead and chunk.read_s < now_s - self.settings.flush_interval_ms / 2000:
+            chunk = self._fetch().result()  # read ahead, and found nothing then: look again now
         entries = chunk.entries
         if entries:
             self.read_id, self.read_arrival_ms = entries[-1][0], entries[-1][1]
@@ -248,6 +259,11 @@ class PartitionPipeline:
             self._cursor = _Cursor(self.read_id)
         if not entries:
             return 0
+        if not ahead:
+            # Keep one read going while this chunk and the other partitions are folded: the
+            # folding thread then finds it done instead of waiting on Redis (which may be in
+            # the middle of an apply) at every step.
+            ahead.append(self._fetch())
         if self.flush is None:
             self.flush, self.opened_s = Flush(self.cfg), now_s
         missing = self.flush.jobs_to_read(chunk.job_ids, self.cache, now_s)
