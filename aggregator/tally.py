@@ -99,6 +99,7 @@ def alive_bits(minute: int, arrival_s: int, cfg: FoldConfig) -> int:
 FANOUT_MAX_WRITERS = 4
 _GRAN = list(GRANULARITY_S)
 _STEP_S = list(GRANULARITY_S.values())
+_HOUR_S = GRANULARITY_S["h"]
 
 
 def roll_up(fx: Effects, minutes: dict[str, dict[int, MinuteTally]], cfg: FoldConfig, rolled_s: int) -> None:
@@ -106,35 +107,56 @@ def roll_up(fx: Effects, minutes: dict[str, dict[int, MinuteTally]], cfg: FoldCo
     minute from ``rolled_s`` (the roll-up marker, aggregator/rollup.py) on goes to its minute buckets only.
 
     A tally's counts go to up to six buckets (its queue's and the partition's,
-    per granularity). Sent once, Redis adds them to each (one ``F`` op): that
-    costs Redis a few hash calls per bucket and spares the folding thread
-    merging and sending the same fields six times. A bucket many of the
-    flush's tallies add to (a backfill's hours, the partition's minute of many
-    queues) is merged here instead, so Redis still gets one write for it.
+    per granularity). Its queue's minutes of one hour are summed first, and the
+    sum goes to the hour and day buckets: a backfill's flush holds hundreds of
+    minutes per queue, and adding each to four more buckets was most of its
+    folding. Sent once, Redis adds a sum to each of its buckets (one ``F`` op):
+    that costs Redis a few hash calls per bucket and spares the folding thread
+    merging and sending the same fields several times. A bucket many of the
+    flush's sums add to (the partition's minute of many queues, its hours) is
+    merged here instead, so Redis still gets one write for it.
     """
     keys, p = cfg.keys, cfg.partition
     summary = keys.summary(p)
     fx.sadd[keys.queues(p)].update(minutes)
-    targets: list[tuple[MinuteTally, list[str]]] = []  # tally -> the buckets it adds to
-    writers: dict[str, int] = {}  # bucket -> tallies adding to it
+    targets: list[tuple[MinuteTally, list[str]]] = []  # tally or sum -> the buckets it adds to
+    writers: dict[str, int] = {}  # bucket -> tallies or sums adding to it
+
+    def to(t: MinuteTally, bits: int, start_of: int, q: str) -> None:
+        buckets = []
+        for bit, gran in enumerate(_GRAN):
+            if bits >> bit & 1:
+                start = start_of - start_of % _STEP_S[bit]
+                expire_at = expires_at_s(gran, start, cfg)
+                for key in (keys.bucket(p, gran, start, q), keys.bucket(p, gran, start)):
+                    buckets.append(key)
+                    writers[key] = writers.get(key, 0) + 1
+                    fx.expire_at_s[key] = expire_at
+        targets.append((t, buckets))
+
     for q, of_queue in minutes.items():
-        life = MinuteTally(0)
+        # (hour, the alive bits of it and its day: 0 if it gets none of them) -> its minutes
+        hours: dict[tuple[int, int], list[tuple[int, int, MinuteTally]]] = {}
         for minute, t in of_queue.items():
             t.expand()
-            _merge(life, t)
-            buckets = []
             # Not rolled up yet: to the minute only (unless that is expired, after a long outage: then
             # straight to the rest, since the roll-up would find nothing to add to them).
             alive = t.alive if minute < rolled_s or not t.alive & 1 else t.alive & 1
-            for bit, gran in enumerate(_GRAN):
-                if alive >> bit & 1:
-                    start = minute - minute % _STEP_S[bit]
-                    expire_at = expires_at_s(gran, start, cfg)
-                    for key in (keys.bucket(p, gran, start, q), keys.bucket(p, gran, start)):
-                        buckets.append(key)
-                        writers[key] = writers.get(key, 0) + 1
-                        fx.expire_at_s[key] = expire_at
-            targets.append((t, buckets))
+            hours.setdefault((minute - minute % _HOUR_S, alive & ~1), []).append((minute, alive, t))
+        life = MinuteTally(0)
+        for (hour, bits), of_hour in hours.items():
+            if len(of_hour) == 1:  # a lone minute: one write to all its buckets
+                minute, alive, summed = of_hour[0]
+                to(summed, alive, minute, q)
+            else:
+                summed = MinuteTally(bits)
+                for minute, alive, t in of_hour:
+                    if alive & 1:
+                        to(t, 1, minute, q)
+                    _merge(summed, t)
+                if bits:
+                    to(summed, bits, hour, q)
+            _merge(life, summed)
         lifetime = {fld: n for fld, n in life.adds.items() if fld in schema.SUM_FIELDS or fld[:2] in _TOTALS_PREFIXES}
         lifetime.update(life.types)
         # the queue's totals, and the partition's summary (the overview reads only the latter)
@@ -156,8 +178,12 @@ def roll_up(fx: Effects, minutes: dict[str, dict[int, MinuteTally]], cfg: FoldCo
 
 
 def _merge(dst: MinuteTally, t: MinuteTally) -> None:
-    """Add ``t`` into ``dst``, as a queue's totals keep it: counts, per-type counts, time bounds."""
+    """Add ``t``'s expanded fields into ``dst``: counts, per-type counts, maxima, time bounds."""
     add_counts(dst.adds, t.adds)
     add_counts(dst.types, t.types)
+    maxes = dst.maxes
+    for fld, value in t.maxes.items():
+        if maxes.get(fld, -1) < value:
+            maxes[fld] = value
     dst.first_ms = min(dst.first_ms, t.first_ms)
     dst.last_ms = max(dst.last_ms, t.last_ms)

@@ -65,3 +65,21 @@ def test_a_minute_not_rolled_up_whose_bucket_has_expired_goes_straight_to_its_ho
     roll_up(fx, {"q": {MINUTE: t}}, CFG, rolled_s=MINUTE - 60)
     [(targets, _)] = fx.fanout
     assert sorted(targets) == sorted(_buckets(MINUTE, "q")[1:] + _buckets(MINUTE, None)[1:])
+
+
+def test_the_minutes_of_one_hour_go_to_its_hour_and_day_as_one_sum() -> None:
+    fx = Effects()
+    of_queue = {MINUTE + 60 * i: _tally(i + 1) for i in range(10)}
+    of_queue[MINUTE].processing_ms = {5: 1}
+    of_queue[MINUTE + 60].processing_ms = {900: 2}
+    roll_up(fx, {"q": of_queue}, CFG, ALL_ROLLED_S)
+    hour_and_day = sorted(_buckets(MINUTE, "q")[1:] + _buckets(MINUTE, None)[1:])
+    [summed] = [adds for targets, adds in fx.fanout if sorted(targets) == hour_and_day]
+    assert summed["n:completed"] == sum(range(1, 11)) and summed["pt_n"] == 3
+    for m in of_queue:  # each minute to its own buckets
+        assert [adds["n:completed"] for targets, adds in fx.fanout
+                if sorted(targets) == sorted([KEYS.bucket(0, "m", m, "q"), KEYS.bucket(0, "m", m)])] == [
+            of_queue[m].kinds["completed"]]
+    for key in hour_and_day:  # the largest time of the hour, not of its last minute
+        assert fx.hmax[key]["pt_max"] == 900
+    assert fx.incr[KEYS.totals(0, "q")]["n:completed"] == sum(range(1, 11))
