@@ -229,16 +229,30 @@ def _epoch_ms(ts: str) -> int | None:
                 _SECOND_MS.clear()
             second_ms = _SECOND_MS[whole] = _second_ms_of(whole)
         return None if second_ms is None else second_ms + millis
-    if not _ISO_UTC.fullmatch(ts):
-        return None
-    try:
-        return to_ms(datetime.fromisoformat(ts))
-    except ValueError:
-        return None
+    return _parse_ms(ts)
+
+
+_MINUTE_MS: dict[str, int | None] = {}  # "YYYY-MM-DDTHH:MM" -> its epoch ms (None: not a valid time)
+_SECONDS_MS = {f":{n:02d}": n * 1000 for n in range(60)}  # ":00".. ":59"
 
 
 def _second_ms_of(whole: str) -> int | None:
-    ts = whole + "Z"
+    # A backfill's events are seconds apart: most are the first of their second, few the first of their
+    # minute (parsing one costs ~1.5 µs).
+    seconds_ms = _SECONDS_MS.get(whole[16:])
+    if seconds_ms is None:
+        return _parse_ms(whole + "Z")
+    minute = whole[:16]
+    minute_ms = _MINUTE_MS.get(minute, -1)
+    if minute_ms == -1:
+        if len(_MINUTE_MS) >= _SECOND_MS_MAX:
+            _MINUTE_MS.clear()
+        minute_ms = _MINUTE_MS[minute] = _parse_ms(minute + ":00Z")
+    return None if minute_ms is None else minute_ms + seconds_ms
+
+
+def _parse_ms(ts: str) -> int | None:
+    """Epoch ms of an RFC 3339 timestamp, if the pattern and the calendar allow it."""
     if not _ISO_UTC.fullmatch(ts):
         return None
     try:
