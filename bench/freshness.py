@@ -48,7 +48,7 @@ class XaddWriter:
     """
 
     def __init__(self, client: redis.Redis) -> None:
-        self._conn = client.connection_pool.get_connection("XADD")
+        self._conn = client.connection_pool.get_connection()
         self._parts: list[bytes] = []
         self._heads: dict[str, bytes] = {}
         self.pending = 0
