@@ -172,7 +172,7 @@ class PartitionPipeline:
         n = 0
         if self.flush is None or self.flush.entries < s.max_flush_entries:
             n = self._read_chunk(now_s)
-            self.caught_up = n < s.batch_size or now_s - self.read_arrival_ms / 1000 < CAUGHT_UP_LAG_S
+            self.caught_up = n < s.batch_size
         flush = self.flush
         if flush is not None and self._due(flush, now_s, eager):
             self.submit(now_s)
@@ -186,22 +186,25 @@ class PartitionPipeline:
     def _due(self, flush: Flush, now_s: float, eager: bool) -> bool:
         """Whether the open flush should be applied now.
 
-        Caught up with the stream (the last read was not full, or what it read
-        arrived less than CAUGHT_UP_LAG_S ago), it is applied once it has been open for the
-        flush interval (at once with ``eager``, when draining): applying
-        whenever the stream is caught up would, at live rates, apply tiny
-        flushes that merge nothing. Behind the stream, freshness is already
-        lost to the backlog, so it grows until full (or BEHIND_FLUSH_INTERVALS old, or
-        BACKLOG_FLUSH_S when the entries read are BACKLOG_LAG_S old): bigger flushes merge
-        more and catch up sooner.
+        Caught up with the stream (the last read was not full), it is applied
+        once it has been open for the flush interval (at once with ``eager``,
+        when draining): applying whenever the stream is caught up would, at
+        live rates, apply tiny flushes that merge nothing. So it is after a
+        full read of entries that arrived less than CAUGHT_UP_LAG_S ago. Behind
+        the stream, freshness is already lost to the backlog, so it grows until
+        full (or BEHIND_FLUSH_INTERVALS old, or BACKLOG_FLUSH_S when the entries
+        read are BACKLOG_LAG_S old): bigger flushes merge more and catch up sooner.
         """
         interval_s = self.settings.flush_interval_ms / 1000
+        lag_s = now_s - self.read_arrival_ms / 1000
         age_s, longest_s = now_s - self.opened_s, BEHIND_FLUSH_INTERVALS * interval_s
-        if now_s - self.read_arrival_ms / 1000 > BACKLOG_LAG_S:
+        if lag_s > BACKLOG_LAG_S:
             longest_s = max(longest_s, BACKLOG_FLUSH_S)
         if flush.entries >= self.settings.max_flush_entries or age_s >= longest_s:
             return True
-        return self.caught_up and (eager or age_s >= interval_s)
+        if self.caught_up:
+            return eager or age_s >= interval_s
+        return age_s >= interval_s and lag_s < CAUGHT_UP_LAG_S
 
     def _fetch(self) -> Future[_Chunk]:
         """Ask the read thread for the next chunk: it reads while this thread folds."""

@@ -155,8 +155,8 @@ def test_far_behind_the_stream_a_flush_stays_open_longer(settings: Settings, cli
     assert pipe._due(flush, now_s, eager=False)
 
 
-def test_a_full_read_of_entries_just_added_is_caught_up_and_of_old_entries_behind(settings: Settings,
-                                                                                client: redis.Redis) -> None:
+def test_after_a_full_read_of_entries_just_added_a_flush_is_applied_on_the_interval(settings: Settings,
+                                                                                   client: redis.Redis) -> None:
     # At 20,000 events/s a partition adds a whole batch every 100 ms: a full read is "behind" (its
     # flush may grow) only when what it read arrived a while ago.
     one = settings.model_copy(update={"partitions": 1, "batch_size": 3})
@@ -169,8 +169,11 @@ def test_a_full_read_of_entries_just_added_is_caught_up_and_of_old_entries_behin
     agg = Aggregator(one, client)
     agg.rebalance(want_all=True)
     pipe = agg.pipelines[0]
+    interval_s = one.flush_interval_ms / 1000 + 0.001
     assert pipe.step(time.time()) == 3 and not pipe.caught_up
-    assert pipe.step(time.time()) == 3 and pipe.caught_up
+    assert pipe.flush is not None and not pipe._due(pipe.flush, pipe.opened_s + interval_s, eager=False)
+    assert pipe.step(time.time()) == 3 and not pipe.caught_up
+    assert pipe.flush is not None and pipe._due(pipe.flush, pipe.opened_s + interval_s, eager=False)
 
 
 def test_a_read_kept_going_between_steps_that_found_nothing_is_sent_again(settings: Settings,
