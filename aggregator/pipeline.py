@@ -4,9 +4,9 @@ Entries are read in chunks from the last read position and folded into the
 open :class:`~aggregator.fold.Flush` as they arrive; a read thread keeps the
 next read going meanwhile. The flush is applied when the stream is caught up
 and it has been open for the flush interval, or when it is full, so at high
-rates one write carries many events. While
-one flush is applied (on the aggregator's apply thread) the next is folded
-from the job states the first will leave, which the owner keeps in its
+rates one write carries many events. While one flush is applied (on the
+aggregator's apply thread) the next is folded from the job states the first
+will leave, which the owner keeps in its
 :class:`~aggregator.jobcache.JobCache`. Any failed or uncertain apply drops
 all of that and restarts from what Redis holds.
 """
