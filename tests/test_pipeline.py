@@ -159,7 +159,7 @@ def test_after_a_full_read_of_entries_just_added_a_flush_is_applied_on_the_inter
                                                                                    client: redis.Redis) -> None:
     # At 20,000 events/s a partition adds a whole batch every 100 ms: a full read is "behind" (its
     # flush may grow) only when what it read arrived a while ago.
-    one = settings.model_copy(update={"partitions": 1, "batch_size": 3})
+    one = settings.model_copy(update={"partitions": 1, "batch_size": 3, "flush_interval_ms": 200})
     keys = Keys(one.key_prefix)
     now_ms = int(time.time() * 1000)
     for n, job in enumerate(("old-1", "old-2", "old-3")):  # added a minute ago (explicit entry ids)
@@ -169,11 +169,18 @@ def test_after_a_full_read_of_entries_just_added_a_flush_is_applied_on_the_inter
     agg = Aggregator(one, client)
     agg.rebalance(want_all=True)
     pipe = agg.pipelines[0]
-    interval_s = one.flush_interval_ms / 1000 + 0.001
+    interval_s = 0.201
     assert pipe.step(time.time()) == 3 and not pipe.caught_up
-    assert pipe.flush is not None and not pipe._due(pipe.flush, pipe.opened_s + interval_s, eager=False)
-    assert pipe.step(time.time()) == 3 and not pipe.caught_up
-    assert pipe.flush is not None and pipe._due(pipe.flush, pipe.opened_s + interval_s, eager=False)
+    flush = pipe.flush
+    assert flush is not None
+    now_s = time.time()
+    pipe.opened_s = now_s - interval_s  # open for an interval, what was read arrived a minute ago: it grows
+    assert not pipe._due(flush, now_s, eager=False)
+    pipe.opened_s = time.time()
+    assert pipe.step(time.time()) == 3 and not pipe.caught_up and pipe.flush is flush
+    now_s = pipe.read_arrival_ms / 1000 + interval_s  # an interval after what was read arrived
+    pipe.opened_s = now_s - interval_s
+    assert pipe._due(flush, now_s, eager=False)
 
 
 def test_a_read_kept_going_between_steps_that_found_nothing_is_sent_again(settings: Settings,
