@@ -32,7 +32,7 @@ import redis
 
 from aggregator.embedded import free_port, wait_ready
 from aggregator.keys import Keys
-from bench.common import Namespace, consumed, jobpulse, report
+from bench.common import Namespace, consumed, jobpulse, redis_server, report
 from bench.ingest import preload
 
 # Redis' own functions worth naming in the JSON (inclusive counts), when its binary has symbols.
@@ -84,8 +84,7 @@ def main() -> None:
             url = f"redis://127.0.0.1:{port}/0"
             wait_ready(url, server, timeout_s=60)  # (valgrind starts it slowly)
             client = redis.Redis.from_url(url)
-            config: dict[str, str] = client.config_get("hash-max-listpack-entries")  # type: ignore[assignment]
-            hash_entries = int(config["hash-max-listpack-entries"])
+            server_info = redis_server(client)
             prefix = "bench" + uuid.uuid4().hex[:8]
             ns = Namespace(url, prefix, client, Keys(prefix))
             client.hset(ns.keys.meta, mapping={"partitions": args.partitions, "version": "1"})
@@ -117,7 +116,7 @@ def main() -> None:
             "event_time_hours": args.hours,
             "redis_instructions_per_event": round(total / per),
             "top_inclusive_per_event": {name: round(v / per) for name, v in top.items()},
-            "redis_server": {"hash_max_listpack_entries": hash_entries},
+            "redis_server": server_info,
         },
         f"redis_instructions: {total / per:,.0f} Redis instructions per event over a drain of {applied:,} events",
     )
